@@ -1,0 +1,43 @@
+#!/bin/sh
+# SPDX-License-Identifier: GPL-3.0-or-later
+# Install everything PiperMesh needs to build and test, from Debian 12 packages.
+# Usage: scripts/install-deps.sh [--test]   (--test adds the tools the test suite uses)
+set -eu
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  SUDO="sudo"
+fi
+
+BUILD_PKGS="
+  build-essential pkg-config meson ninja-build
+  libglib2.0-dev libglib2.0-bin
+  libsodium-dev libssl-dev
+  libjson-glib-dev libsecret-1-dev
+"
+
+TEST_PKGS="
+  clang libclang-rt-14-dev llvm
+  dbus dbus-x11 gnome-keyring
+"
+
+PKGS="$BUILD_PKGS"
+if [ "${1:-}" = "--test" ]; then
+  PKGS="$PKGS $TEST_PKGS"
+fi
+
+missing=""
+for p in $PKGS; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing="$missing $p"
+  fi
+done
+
+if [ -n "$missing" ]; then
+  echo "Installing:$missing"
+  $SUDO apt-get update -q
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+else
+  echo "All build dependencies are installed."
+fi
