@@ -26,7 +26,7 @@ struct _PmHandshakeState {
   unsigned           n_psks, next_psk;
 
   unsigned           message_index;
-  gboolean           started, failed;
+  gboolean           started, failed, split;
   uint8_t            final_hash[PM_NOISE_HASHLEN];
 };
 
@@ -211,6 +211,12 @@ pm_handshake_state_start (PmHandshakeState  *hs,
 
   g_return_val_if_fail (!hs->started, FALSE);
 
+  if (hs->failed)
+    {
+      g_set_error_literal (error, PM_NOISE_ERROR, PM_NOISE_ERROR_INVALID_STATE,
+                           "The handshake already failed");
+      return FALSE;
+    }
   if (pm_handshake_state_needs_local_static (hs) && !hs->has_s)
     return fail (hs, error, PM_NOISE_ERROR_INVALID_STATE,
                  "This handshake pattern needs our static key, and none was set");
@@ -385,8 +391,9 @@ pm_handshake_state_write_message (PmHandshakeState  *hs,
         }
     }
 
+  /* Bound payload_len first, so that pos + need cannot wrap around. */
   need = payload_len + (pm_symmetric_state_has_key (hs->ss) ? PM_NOISE_TAGLEN : 0);
-  if (pos + need > out_capacity)
+  if (payload_len > PM_NOISE_MAX_MESSAGE || pos + need > out_capacity)
     goto too_large;
   if (!pm_symmetric_state_encrypt_and_hash (hs->ss, payload, payload_len, out + pos, &local_error))
     goto error;
@@ -510,12 +517,15 @@ pm_handshake_state_split (PmHandshakeState  *hs,
 {
   PmCipherState *c1, *c2;
 
-  if (pm_handshake_state_get_action (hs) != PM_HANDSHAKE_SPLIT)
+  if (pm_handshake_state_get_action (hs) != PM_HANDSHAKE_SPLIT || hs->split)
     {
+      /* A second Split() would hand out the same keys at nonce 0 again. */
       g_set_error_literal (error, PM_NOISE_ERROR, PM_NOISE_ERROR_INVALID_STATE,
-                           "The handshake is not complete");
+                           hs->split ? "The handshake keys were already split off"
+                                     : "The handshake is not complete");
       return FALSE;
     }
+  hs->split = TRUE;
   pm_symmetric_state_split (hs->ss, &c1, &c2);
   if (hs->role == PM_ROLE_INITIATOR)
     *send = c1, *recv = c2;
