@@ -116,28 +116,45 @@ unsupported:
   return FALSE;
 }
 
+/* The fundamental patterns, tokenised once per process: a handshake then
+ * starts from a copy instead of parsing strings. */
+static const PmPattern *
+fundamental_patterns (void)
+{
+  static PmPattern parsed[G_N_ELEMENTS (fundamental)];
+  static gsize done;
+
+  if (g_once_init_enter (&done))
+    {
+      for (size_t i = 0; i < G_N_ELEMENTS (fundamental); i++)
+        load_definition (&fundamental[i], &parsed[i]);
+      g_once_init_leave (&done, 1);
+    }
+  return parsed;
+}
+
 static gboolean
 parse_pattern (const char *text,
                PmPattern  *p,
                GError    **error)
 {
   size_t base_len = 0;
-  g_autofree char *base = NULL;
-  const PatternDef *def = NULL;
+  const PmPattern *patterns = fundamental_patterns ();
+  const PmPattern *found = NULL;
 
   while (g_ascii_isupper (text[base_len]))
     base_len++;
-  base = g_strndup (text, base_len);
   for (size_t i = 0; i < G_N_ELEMENTS (fundamental); i++)
-    if (strcmp (fundamental[i].name, base) == 0)
-      def = &fundamental[i];
-  if (def == NULL)
+    if (strlen (fundamental[i].name) == base_len &&
+        strncmp (fundamental[i].name, text, base_len) == 0)
+      found = &patterns[i];
+  if (found == NULL)
     {
       g_set_error (error, PM_NOISE_ERROR, PM_NOISE_ERROR_UNSUPPORTED,
-                   "Unsupported handshake pattern “%s”", base);
+                   "Unsupported handshake pattern “%.*s”", (int) MIN (base_len, 16), text);
       return FALSE;
     }
-  load_definition (def, p);
+  *p = *found;
 
   if (text[base_len] != '\0')
     {
@@ -162,24 +179,36 @@ pm_noise_pattern_parse_protocol (const char  *protocol_name,
                                  PmPattern   *pattern,
                                  GError     **error)
 {
-  g_auto (GStrv) parts = NULL;
+  static const char prefix[] = "Noise_";
+  static const char suffix[] = "_25519_ChaChaPoly_BLAKE2s";
+  size_t len, pattern_len;
+  char name[sizeof pattern->name];
 
   g_return_val_if_fail (protocol_name != NULL, FALSE);
 
-  parts = g_strsplit (protocol_name, "_", -1);
-  if (g_strv_length (parts) != 5 || strcmp (parts[0], "Noise") != 0)
+  len = strlen (protocol_name);
+  if (!g_str_has_prefix (protocol_name, prefix) || len <= strlen (prefix) ||
+      strchr (protocol_name + strlen (prefix), '_') == NULL)
     {
       g_set_error (error, PM_NOISE_ERROR, PM_NOISE_ERROR_UNSUPPORTED,
                    "“%s” is not a Noise protocol name (Noise_PATTERN_DH_CIPHER_HASH)", protocol_name);
       return FALSE;
     }
-  if (strcmp (parts[2], "25519") != 0 || strcmp (parts[3], "ChaChaPoly") != 0 ||
-      strcmp (parts[4], "BLAKE2s") != 0)
+  pattern_len = (size_t) (strchr (protocol_name + strlen (prefix), '_') - protocol_name) - strlen (prefix);
+  if (strcmp (protocol_name + strlen (prefix) + pattern_len, suffix) != 0)
     {
       g_set_error (error, PM_NOISE_ERROR, PM_NOISE_ERROR_UNSUPPORTED,
                    "Unsupported primitives in “%s”: PiperMesh implements 25519, ChaChaPoly and BLAKE2s",
                    protocol_name);
       return FALSE;
     }
-  return parse_pattern (parts[1], pattern, error);
+  if (pattern_len == 0 || pattern_len >= sizeof name)
+    {
+      g_set_error (error, PM_NOISE_ERROR, PM_NOISE_ERROR_UNSUPPORTED,
+                   "Handshake pattern name in “%s” is empty or too long", protocol_name);
+      return FALSE;
+    }
+  memcpy (name, protocol_name + strlen (prefix), pattern_len);
+  name[pattern_len] = '\0';
+  return parse_pattern (name, pattern, error);
 }

@@ -22,7 +22,9 @@ struct _PmSymmetricState {
 };
 
 static EVP_MD *blake2s_md;
-static EVP_MAC *hmac;
+/* An HMAC context with its digest already set: duplicating it is much cheaper
+ * than setting the digest by name on a new context for every handshake. */
+static EVP_MAC_CTX *hmac_template;
 
 static void
 ensure_algorithms (void)
@@ -31,10 +33,17 @@ ensure_algorithms (void)
 
   if (g_once_init_enter (&done))
     {
+      EVP_MAC *hmac = EVP_MAC_fetch (NULL, "HMAC", NULL);
+      OSSL_PARAM params[2];
+
       blake2s_md = EVP_MD_fetch (NULL, "BLAKE2S-256", NULL);
-      hmac = EVP_MAC_fetch (NULL, "HMAC", NULL);
-      if (blake2s_md == NULL || hmac == NULL)
+      hmac_template = hmac != NULL ? EVP_MAC_CTX_new (hmac) : NULL;
+      params[0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST, (char *) "BLAKE2S-256", 0);
+      params[1] = OSSL_PARAM_construct_end ();
+      if (blake2s_md == NULL || hmac_template == NULL ||
+          EVP_MAC_CTX_set_params (hmac_template, params) != 1)
         g_error ("libcrypto lacks BLAKE2S-256 or HMAC; PiperMesh needs OpenSSL 3");
+      EVP_MAC_free (hmac); /* the template holds its own reference */
       g_once_init_leave (&done, 1);
     }
 }
@@ -114,15 +123,12 @@ pm_symmetric_state_new (const char *protocol_name)
 {
   PmSymmetricState *ss = g_new0 (PmSymmetricState, 1);
   size_t len = strlen (protocol_name);
-  OSSL_PARAM params[2];
 
   ensure_algorithms ();
   ss->cs = pm_cipher_state_new ();
   ss->md = EVP_MD_CTX_new ();
-  ss->mac = EVP_MAC_CTX_new (hmac);
-  params[0] = OSSL_PARAM_construct_utf8_string (OSSL_MAC_PARAM_DIGEST, (char *) "BLAKE2S-256", 0);
-  params[1] = OSSL_PARAM_construct_end ();
-  if (ss->md == NULL || ss->mac == NULL || EVP_MAC_CTX_set_params (ss->mac, params) != 1)
+  ss->mac = EVP_MAC_CTX_dup (hmac_template);
+  if (ss->md == NULL || ss->mac == NULL)
     g_error ("libcrypto could not set up HMAC-BLAKE2s");
 
   /* InitializeSymmetric(protocol_name) */
