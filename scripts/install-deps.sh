@@ -18,6 +18,7 @@ BUILD_PKGS="
 
 TEST_PKGS="
   clang libclang-rt-14-dev llvm
+  clang-format python3
   dbus dbus-x11 gnome-keyring
 "
 

@@ -462,7 +462,6 @@ test_unknown_peer (Fixture       *f,
                    gconstpointer  data)
 {
   g_auto (PmKeypair) kc;
-  g_autoptr (PmSession) impostor = NULL;
   Peer c = { 0 };
   g_autoptr (GBytes) init = NULL;
   g_autoptr (GError) error = NULL;
@@ -546,7 +545,6 @@ static void
 test_give_up (Fixture       *f,
               gconstpointer  data)
 {
-  g_autoptr (GError) error = NULL;
   unsigned initiations = 0;
 
   send_message (f, &f->a, 1, 64);
