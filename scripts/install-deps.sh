@@ -14,12 +14,14 @@ BUILD_PKGS="
   libglib2.0-dev libglib2.0-bin
   libsodium-dev libssl-dev
   libjson-glib-dev libsecret-1-dev
+  libsoup-3.0-dev libsqlite3-dev zlib1g-dev
 "
 
 TEST_PKGS="
   clang libclang-rt-14-dev llvm
   clang-format python3
   dbus dbus-x11 gnome-keyring
+  stun-client sqlite3
 "
 
 PKGS="$BUILD_PKGS"
