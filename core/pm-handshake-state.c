@@ -89,6 +89,25 @@ pm_handshake_state_free (PmHandshakeState *hs)
   g_free (hs);
 }
 
+/**
+ * pm_handshake_state_copy:
+ * An independent copy of @hs, keys included. Read an untrusted message into a
+ * copy and keep it only if it authenticates: a forged message then cannot
+ * spend the original (a datagram transport must survive forgeries).
+ */
+PmHandshakeState *
+pm_handshake_state_copy (PmHandshakeState *hs)
+{
+  PmHandshakeState *copy = g_new0 (PmHandshakeState, 1);
+
+  *copy = *hs;
+  copy->protocol_name = g_strdup (hs->protocol_name);
+  copy->prologue = g_byte_array_new ();
+  g_byte_array_append (copy->prologue, hs->prologue->data, hs->prologue->len);
+  copy->ss = hs->ss != NULL ? pm_symmetric_state_copy (hs->ss) : NULL;
+  return copy;
+}
+
 const char *
 pm_handshake_state_get_protocol_name (PmHandshakeState *hs)
 {

@@ -34,6 +34,7 @@ PmHandshakeState *pm_handshake_state_new                 (const char        *pro
                                                           PmRole             role,
                                                           GError           **error);
 void              pm_handshake_state_free                (PmHandshakeState  *hs);
+PmHandshakeState *pm_handshake_state_copy                (PmHandshakeState  *hs);
 const char       *pm_handshake_state_get_protocol_name   (PmHandshakeState  *hs);
 PmRole            pm_handshake_state_get_role            (PmHandshakeState  *hs);
 gboolean          pm_handshake_state_is_one_way          (PmHandshakeState  *hs);

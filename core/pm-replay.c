@@ -43,6 +43,10 @@ void
 pm_replay_window_mark (PmReplayWindow *window,
                        uint64_t        counter)
 {
+  /* Too old to be in the window: its bit would land in a recycled block and
+   * mark a newer counter as seen. */
+  if (window->any && counter < window->top && window->top - counter > PM_REPLAY_WINDOW)
+    return;
   if (!window->any)
     {
       memset (window->blocks, 0, sizeof window->blocks);

@@ -476,6 +476,7 @@ handle_response (PmSession      *session,
 {
   uint8_t payload[1];
   size_t plen = 0;
+  g_autoptr (PmHandshakeState) hs = NULL;
   Keypair *kp;
 
   if (session->hs == NULL || frame->receiver_index != session->hs_index)
@@ -484,19 +485,20 @@ handle_response (PmSession      *session,
                            "Handshake response to no initiation of ours");
       return FALSE;
     }
-  if (!pm_handshake_state_read_message (session->hs, frame->body, frame->body_len, payload,
-                                        sizeof payload, &plen, error) ||
-      plen != 0)
+  /* Read into a copy: anyone who saw our initiation's index can send junk to
+   * it, and that must not spend the handshake the genuine response completes. */
+  hs = pm_handshake_state_copy (session->hs);
+  if (!pm_handshake_state_read_message (hs, frame->body, frame->body_len, payload, sizeof payload,
+                                        &plen, error))
+    return FALSE;
+  if (plen != 0)
     {
-      /* The state is spent; the retry timer sends a fresh initiation. */
-      g_clear_pointer (&session->hs, pm_handshake_state_free);
-      if (plen != 0)
-        g_set_error_literal (error, PM_SESSION_ERROR, PM_SESSION_ERROR_UNEXPECTED,
-                             "Handshake response carries an unexpected payload");
+      g_set_error_literal (error, PM_SESSION_ERROR, PM_SESSION_ERROR_UNEXPECTED,
+                           "Handshake response carries an unexpected payload");
       return FALSE;
     }
 
-  kp = keypair_from_handshake (session, session->hs, session->hs_index, frame->sender_index, now);
+  kp = keypair_from_handshake (session, hs, session->hs_index, frame->sender_index, now);
   g_clear_pointer (&session->hs, pm_handshake_state_free);
   session->want_handshake = FALSE;
   install_current (session, kp, now);

@@ -11,6 +11,7 @@ typedef struct _PmSymmetricState PmSymmetricState;
 
 PmSymmetricState *pm_symmetric_state_new               (const char        *protocol_name);
 void              pm_symmetric_state_free              (PmSymmetricState  *ss);
+PmSymmetricState *pm_symmetric_state_copy              (PmSymmetricState  *ss);
 void              pm_symmetric_state_mix_key           (PmSymmetricState  *ss,
                                                         const uint8_t     *ikm,
                                                         size_t             len);

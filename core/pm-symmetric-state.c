@@ -141,6 +141,22 @@ pm_symmetric_state_new (const char *protocol_name)
   return ss;
 }
 
+/* An independent copy: reading a message into it leaves @ss untouched. */
+PmSymmetricState *
+pm_symmetric_state_copy (PmSymmetricState *ss)
+{
+  PmSymmetricState *copy = g_new0 (PmSymmetricState, 1);
+
+  copy->cs = pm_cipher_state_copy (ss->cs);
+  memcpy (copy->ck, ss->ck, sizeof ss->ck);
+  memcpy (copy->h, ss->h, sizeof ss->h);
+  copy->md = EVP_MD_CTX_new ();
+  copy->mac = EVP_MAC_CTX_dup (hmac_template);
+  if (copy->md == NULL || copy->mac == NULL)
+    g_error ("libcrypto could not set up HMAC-BLAKE2s");
+  return copy;
+}
+
 void
 pm_symmetric_state_free (PmSymmetricState *ss)
 {

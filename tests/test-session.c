@@ -456,6 +456,40 @@ test_replays (Fixture       *f,
     }
 }
 
+/* Junk sent to our initiation's index (which travels in clear) is refused and
+ * does not spend the handshake: the genuine response still completes it. */
+static void
+test_forged_response (Fixture       *f,
+                      gconstpointer  data)
+{
+  g_autoptr (GBytes) init = NULL, response = NULL;
+  g_autoptr (GError) error = NULL;
+  uint8_t forged[PM_RESPONSE_FRAME_LEN];
+  gsize len;
+  const uint8_t *d;
+
+  pm_session_connect (f->a.session, f->now);
+  init = capture_one (&f->a);
+  d = g_bytes_get_data (init, &len);
+  g_assert_true (pm_session_receive (f->b.session, d, len, f->now, &error));
+  response = capture_one (&f->b);
+  d = g_bytes_get_data (response, &len);
+  g_assert_cmpuint (len, ==, sizeof forged);
+
+  for (gsize i = PM_RESPONSE_HEADER_LEN; i < len; i++)
+    {
+      memcpy (forged, d, len);
+      forged[i] ^= 0x01;
+      g_assert_false (pm_session_receive (f->a.session, forged, len, f->now, &error));
+      g_assert_error (error, PM_NOISE_ERROR, PM_NOISE_ERROR_DECRYPT);
+      g_clear_error (&error);
+      g_assert_cmpint (pm_session_get_state (f->a.session), ==, PM_SESSION_HANDSHAKING);
+    }
+  g_assert_true (pm_session_receive (f->a.session, d, len, f->now, &error));
+  g_assert_no_error (error);
+  g_assert_cmpint (pm_session_get_state (f->a.session), ==, PM_SESSION_ESTABLISHED);
+}
+
 /* A third key pair that B does not know tries to handshake as if it were A. */
 static void
 test_unknown_peer (Fixture       *f,
@@ -605,6 +639,7 @@ main (int   argc,
   ADD ("/session/epoch-reorder", test_epoch_reorder);
   ADD ("/session/lossy-path", test_lossy_path);
   ADD ("/session/replays", test_replays);
+  ADD ("/session/forged-response", test_forged_response);
   ADD ("/session/unknown-peer", test_unknown_peer);
   ADD ("/session/simultaneous", test_simultaneous);
   ADD ("/session/time-rotation", test_time_rotation);
