@@ -22,7 +22,7 @@
 #define EVP_MIN_LEN 1024
 
 struct _PmCipherState {
-  EVP_CIPHER_CTX *ctx;       /* created on first use of a large message */
+  EVP_CIPHER_CTX *ctx; /* created on first use of a large message */
   uint8_t         key[PM_NOISE_KEYLEN];
   uint64_t        nonce;
   int             direction; /* what ctx was last set up for: 1 encrypt, 0 decrypt, -1 none */
@@ -117,7 +117,7 @@ setup (PmCipherState *cs,
        int            direction)
 {
   uint8_t iv[12];
-  int ok;
+  int     ok;
 
   encode_nonce (iv, n);
   if (G_UNLIKELY (cs->ctx == NULL))
@@ -137,14 +137,14 @@ setup (PmCipherState *cs,
 }
 
 static gboolean
-aead_seal (PmCipherState  *cs,
-           uint64_t        n,
-           const uint8_t  *ad,
-           size_t          ad_len,
-           const uint8_t  *in,
-           size_t          len,
-           uint8_t        *out,
-           GError        **error)
+aead_seal (PmCipherState *cs,
+           uint64_t       n,
+           const uint8_t *ad,
+           size_t         ad_len,
+           const uint8_t *in,
+           size_t         len,
+           uint8_t       *out,
+           GError       **error)
 {
   int outl = 0;
 
@@ -178,16 +178,16 @@ aead_seal (PmCipherState  *cs,
 }
 
 static gboolean
-aead_open (PmCipherState  *cs,
-           uint64_t        n,
-           const uint8_t  *ad,
-           size_t          ad_len,
-           const uint8_t  *in,
-           size_t          len,
-           uint8_t        *out,
-           GError        **error)
+aead_open (PmCipherState *cs,
+           uint64_t       n,
+           const uint8_t *ad,
+           size_t         ad_len,
+           const uint8_t *in,
+           size_t         len,
+           uint8_t       *out,
+           GError       **error)
 {
-  int outl = 0;
+  int    outl = 0;
   size_t plen;
 
   if (len < PM_NOISE_TAGLEN)
@@ -249,13 +249,13 @@ check_nonce (PmCipherState *cs,
 /* EncryptWithAd: writes len + 16 bytes to @out (len bytes when there is no key,
  * in which case it is a copy, as the spec says). @out may equal @plaintext. */
 gboolean
-pm_cipher_state_encrypt_with_ad (PmCipherState  *cs,
-                                 const uint8_t  *ad,
-                                 size_t          ad_len,
-                                 const uint8_t  *plaintext,
-                                 size_t          len,
-                                 uint8_t        *out,
-                                 GError        **error)
+pm_cipher_state_encrypt_with_ad (PmCipherState *cs,
+                                 const uint8_t *ad,
+                                 size_t         ad_len,
+                                 const uint8_t *plaintext,
+                                 size_t         len,
+                                 uint8_t       *out,
+                                 GError       **error)
 {
   if (!cs->has_key)
     {
@@ -273,13 +273,13 @@ pm_cipher_state_encrypt_with_ad (PmCipherState  *cs,
 /* DecryptWithAd: writes len - 16 bytes to @out. The nonce advances only when
  * the tag verifies. */
 gboolean
-pm_cipher_state_decrypt_with_ad (PmCipherState  *cs,
-                                 const uint8_t  *ad,
-                                 size_t          ad_len,
-                                 const uint8_t  *ciphertext,
-                                 size_t          len,
-                                 uint8_t        *out,
-                                 GError        **error)
+pm_cipher_state_decrypt_with_ad (PmCipherState *cs,
+                                 const uint8_t *ad,
+                                 size_t         ad_len,
+                                 const uint8_t *ciphertext,
+                                 size_t         len,
+                                 uint8_t       *out,
+                                 GError       **error)
 {
   if (!cs->has_key)
     {
@@ -299,14 +299,14 @@ pm_cipher_state_decrypt_with_ad (PmCipherState  *cs,
  * followed by Encrypt/DecryptWithAd, used by the datagram transport where the
  * counter travels in the frame (Noise §11.4, out-of-order transport messages). */
 gboolean
-pm_cipher_state_seal (PmCipherState  *cs,
-                      uint64_t        nonce,
-                      const uint8_t  *ad,
-                      size_t          ad_len,
-                      const uint8_t  *plaintext,
-                      size_t          len,
-                      uint8_t        *out,
-                      GError        **error)
+pm_cipher_state_seal (PmCipherState *cs,
+                      uint64_t       nonce,
+                      const uint8_t *ad,
+                      size_t         ad_len,
+                      const uint8_t *plaintext,
+                      size_t         len,
+                      uint8_t       *out,
+                      GError       **error)
 {
   g_return_val_if_fail (cs->has_key, FALSE);
   return check_nonce (cs, nonce, error) &&
@@ -314,14 +314,14 @@ pm_cipher_state_seal (PmCipherState  *cs,
 }
 
 gboolean
-pm_cipher_state_open (PmCipherState  *cs,
-                      uint64_t        nonce,
-                      const uint8_t  *ad,
-                      size_t          ad_len,
-                      const uint8_t  *ciphertext,
-                      size_t          len,
-                      uint8_t        *out,
-                      GError        **error)
+pm_cipher_state_open (PmCipherState *cs,
+                      uint64_t       nonce,
+                      const uint8_t *ad,
+                      size_t         ad_len,
+                      const uint8_t *ciphertext,
+                      size_t         len,
+                      uint8_t       *out,
+                      GError       **error)
 {
   g_return_val_if_fail (cs->has_key, FALSE);
   return check_nonce (cs, nonce, error) &&

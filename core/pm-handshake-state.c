@@ -12,22 +12,22 @@
 #define MAX_PSKS PM_PATTERN_MAX_MESSAGES
 
 struct _PmHandshakeState {
-  char              *protocol_name;
-  PmPattern          pattern;
-  PmRole             role;
-  PmSymmetricState  *ss;
-  GByteArray        *prologue;
+  char             *protocol_name;
+  PmPattern         pattern;
+  PmRole            role;
+  PmSymmetricState *ss;
+  GByteArray       *prologue;
 
-  PmKeypair          s, e;
-  uint8_t            rs[PM_KEY_LEN], re[PM_KEY_LEN];
-  gboolean           has_s, has_e, has_rs, has_re;
+  PmKeypair s, e;
+  uint8_t   rs[PM_KEY_LEN], re[PM_KEY_LEN];
+  gboolean  has_s, has_e, has_rs, has_re;
 
-  uint8_t            psks[MAX_PSKS][PM_NOISE_KEYLEN];
-  unsigned           n_psks, next_psk;
+  uint8_t  psks[MAX_PSKS][PM_NOISE_KEYLEN];
+  unsigned n_psks, next_psk;
 
-  unsigned           message_index;
-  gboolean           started, failed, split;
-  uint8_t            final_hash[PM_NOISE_HASHLEN];
+  unsigned message_index;
+  gboolean started, failed, split;
+  uint8_t  final_hash[PM_NOISE_HASHLEN];
 };
 
 G_DEFINE_QUARK (pm-noise-error-quark, pm_noise_error)
@@ -46,12 +46,12 @@ pm_noise_ensure_init (void)
 }
 
 PmHandshakeState *
-pm_handshake_state_new (const char  *protocol_name,
-                        PmRole       role,
-                        GError     **error)
+pm_handshake_state_new (const char *protocol_name,
+                        PmRole      role,
+                        GError    **error)
 {
   PmHandshakeState *hs;
-  PmPattern pattern;
+  PmPattern         pattern;
 
   g_return_val_if_fail (protocol_name != NULL, NULL);
 
@@ -194,7 +194,7 @@ gboolean
 pm_handshake_state_needs_local_static (PmHandshakeState *hs)
 {
   const PmPattern *p = &hs->pattern;
-  gboolean pre = hs->role == PM_ROLE_INITIATOR ? p->pre_initiator_s : p->pre_responder_s;
+  gboolean         pre = hs->role == PM_ROLE_INITIATOR ? p->pre_initiator_s : p->pre_responder_s;
 
   return pre || pattern_sends_s (p, hs->role);
 }
@@ -222,11 +222,11 @@ fail (PmHandshakeState *hs,
 
 /* Initialize(): mixes the prologue and the pre-message public keys. */
 gboolean
-pm_handshake_state_start (PmHandshakeState  *hs,
-                          GError           **error)
+pm_handshake_state_start (PmHandshakeState *hs,
+                          GError          **error)
 {
   const PmPattern *p = &hs->pattern;
-  gboolean initiator = hs->role == PM_ROLE_INITIATOR;
+  gboolean         initiator = hs->role == PM_ROLE_INITIATOR;
 
   g_return_val_if_fail (!hs->started, FALSE);
 
@@ -274,7 +274,7 @@ pm_handshake_state_get_action (PmHandshakeState *hs)
   if (hs->message_index >= hs->pattern.n_messages)
     return PM_HANDSHAKE_SPLIT;
   sender = (hs->pattern.one_way || hs->message_index % 2 == 0) ? PM_ROLE_INITIATOR
-                                                                : PM_ROLE_RESPONDER;
+                                                               : PM_ROLE_RESPONDER;
   return sender == hs->role ? PM_HANDSHAKE_WRITE : PM_HANDSHAKE_READ;
 }
 
@@ -285,11 +285,11 @@ mix_dh (PmHandshakeState *hs,
         PmToken           token,
         GError          **error)
 {
-  gboolean initiator = hs->role == PM_ROLE_INITIATOR;
+  gboolean         initiator = hs->role == PM_ROLE_INITIATOR;
   const PmKeypair *local;
-  const uint8_t *remote;
-  gboolean have_local, have_remote;
-  uint8_t shared[PM_KEY_LEN];
+  const uint8_t   *remote;
+  gboolean         have_local, have_remote;
+  uint8_t          shared[PM_KEY_LEN];
 
   switch (token)
     {
@@ -340,19 +340,19 @@ finish_message (PmHandshakeState *hs)
 }
 
 gboolean
-pm_handshake_state_write_message (PmHandshakeState  *hs,
-                                  const uint8_t     *payload,
-                                  size_t             payload_len,
-                                  uint8_t           *out,
-                                  size_t             out_capacity,
-                                  size_t            *out_len,
-                                  GError           **error)
+pm_handshake_state_write_message (PmHandshakeState *hs,
+                                  const uint8_t    *payload,
+                                  size_t            payload_len,
+                                  uint8_t          *out,
+                                  size_t            out_capacity,
+                                  size_t           *out_len,
+                                  GError          **error)
 {
   const PmPattern *p = &hs->pattern;
-  unsigned m = hs->message_index;
-  size_t pos = 0;
-  size_t need;
-  GError *local_error = NULL;
+  unsigned         m = hs->message_index;
+  size_t           pos = 0;
+  size_t           need;
+  GError          *local_error = NULL;
 
   if (!hs->started && !hs->failed && !pm_handshake_state_start (hs, error))
     return FALSE;
@@ -434,19 +434,19 @@ error:
 }
 
 gboolean
-pm_handshake_state_read_message (PmHandshakeState  *hs,
-                                 const uint8_t     *message,
-                                 size_t             message_len,
-                                 uint8_t           *payload,
-                                 size_t             payload_capacity,
-                                 size_t            *payload_len,
-                                 GError           **error)
+pm_handshake_state_read_message (PmHandshakeState *hs,
+                                 const uint8_t    *message,
+                                 size_t            message_len,
+                                 uint8_t          *payload,
+                                 size_t            payload_capacity,
+                                 size_t           *payload_len,
+                                 GError          **error)
 {
   const PmPattern *p = &hs->pattern;
-  unsigned m = hs->message_index;
-  size_t pos = 0;
-  size_t need;
-  GError *local_error = NULL;
+  unsigned         m = hs->message_index;
+  size_t           pos = 0;
+  size_t           need;
+  GError          *local_error = NULL;
 
   if (!hs->started && !hs->failed && !pm_handshake_state_start (hs, error))
     return FALSE;
@@ -529,10 +529,10 @@ error:
 /* Split(): @send encrypts what we send, @recv decrypts what we receive (the
  * initiator sends with the first CipherState, the responder with the second). */
 gboolean
-pm_handshake_state_split (PmHandshakeState  *hs,
-                          PmCipherState    **send,
-                          PmCipherState    **recv,
-                          GError           **error)
+pm_handshake_state_split (PmHandshakeState *hs,
+                          PmCipherState   **send,
+                          PmCipherState   **recv,
+                          GError          **error)
 {
   PmCipherState *c1, *c2;
 

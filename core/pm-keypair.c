@@ -21,8 +21,8 @@ pm_keypair_generate (PmKeypair *keypair)
 /* pm_keypair_from_private:
  * Derives the public half of @priv (clamping happens inside X25519). */
 void
-pm_keypair_from_private (PmKeypair     *keypair,
-                         const uint8_t  priv[PM_KEY_LEN])
+pm_keypair_from_private (PmKeypair    *keypair,
+                         const uint8_t priv[PM_KEY_LEN])
 {
   g_return_if_fail (keypair != NULL);
   g_return_if_fail (priv != NULL);
@@ -43,10 +43,10 @@ pm_keypair_clear (PmKeypair *keypair)
  * X25519(@priv, @pub). Refuses a public key of small order, which would give the
  * all-zero shared secret (libsodium checks the output for us). */
 gboolean
-pm_keypair_dh (const uint8_t   priv[PM_KEY_LEN],
-               const uint8_t   pub[PM_KEY_LEN],
-               uint8_t         out[PM_KEY_LEN],
-               GError        **error)
+pm_keypair_dh (const uint8_t priv[PM_KEY_LEN],
+               const uint8_t pub[PM_KEY_LEN],
+               uint8_t       out[PM_KEY_LEN],
+               GError      **error)
 {
   if (crypto_scalarmult (out, priv, pub) != 0)
     {
@@ -73,7 +73,7 @@ pm_key_to_hex (const uint8_t key[PM_KEY_LEN])
 char *
 pm_key_fingerprint (const uint8_t pub[PM_KEY_LEN])
 {
-  uint8_t digest[10];
+  uint8_t  digest[10];
   GString *s = g_string_new (NULL);
 
   crypto_generichash (digest, sizeof digest, pub, PM_KEY_LEN, NULL, 0);

@@ -22,7 +22,7 @@ typedef enum {
  * initiator → responder → initiator ... except for one-way patterns, where the
  * initiator sends the only message. */
 typedef struct {
-  char     name[32];                     /* "XXpsk3" */
+  char     name[32]; /* "XXpsk3" */
   gboolean one_way;
   gboolean has_psk;
   gboolean pre_initiator_s, pre_initiator_e;
@@ -34,8 +34,8 @@ typedef struct {
 } PmPattern;
 
 /* Parses "Noise_<pattern>_25519_ChaChaPoly_BLAKE2s". */
-gboolean pm_noise_pattern_parse_protocol (const char  *protocol_name,
-                                          PmPattern   *pattern,
-                                          GError     **error);
+gboolean pm_noise_pattern_parse_protocol (const char *protocol_name,
+                                          PmPattern  *pattern,
+                                          GError    **error);
 
 G_END_DECLS

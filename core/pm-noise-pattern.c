@@ -18,30 +18,38 @@ typedef struct {
 } PatternDef;
 
 static const PatternDef fundamental[] = {
-  { "N",  "",  "s", { "e, es", NULL } },
-  { "K",  "s", "s", { "e, es, ss", NULL } },
-  { "X",  "",  "s", { "e, es, s, ss", NULL } },
-  { "NN", "",  "",  { "e", "e, ee", NULL } },
-  { "NK", "",  "s", { "e, es", "e, ee", NULL } },
-  { "NX", "",  "",  { "e", "e, ee, s, es", NULL } },
-  { "XN", "",  "",  { "e", "e, ee", "s, se", NULL } },
-  { "XK", "",  "s", { "e, es", "e, ee", "s, se", NULL } },
-  { "XX", "",  "",  { "e", "e, ee, s, es", "s, se", NULL } },
-  { "KN", "s", "",  { "e", "e, ee, se", NULL } },
+  { "N", "", "s", { "e, es", NULL } },
+  { "K", "s", "s", { "e, es, ss", NULL } },
+  { "X", "", "s", { "e, es, s, ss", NULL } },
+  { "NN", "", "", { "e", "e, ee", NULL } },
+  { "NK", "", "s", { "e, es", "e, ee", NULL } },
+  { "NX", "", "", { "e", "e, ee, s, es", NULL } },
+  { "XN", "", "", { "e", "e, ee", "s, se", NULL } },
+  { "XK", "", "s", { "e, es", "e, ee", "s, se", NULL } },
+  { "XX", "", "", { "e", "e, ee, s, es", "s, se", NULL } },
+  { "KN", "s", "", { "e", "e, ee, se", NULL } },
   { "KK", "s", "s", { "e, es, ss", "e, ee, se", NULL } },
-  { "KX", "s", "",  { "e", "e, ee, se, s, es", NULL } },
-  { "IN", "",  "",  { "e, s", "e, ee, se", NULL } },
-  { "IK", "",  "s", { "e, es, s, ss", "e, ee, se", NULL } },
-  { "IX", "",  "",  { "e, s", "e, ee, se, s, es", NULL } },
+  { "KX", "s", "", { "e", "e, ee, se, s, es", NULL } },
+  { "IN", "", "", { "e, s", "e, ee, se", NULL } },
+  { "IK", "", "s", { "e, es, s, ss", "e, ee, se", NULL } },
+  { "IX", "", "", { "e, s", "e, ee, se, s, es", NULL } },
 };
 
 static gboolean
 parse_token (const char *word,
              PmToken    *token)
 {
-  static const struct { const char *word; PmToken token; } table[] = {
-    { "e", PM_TOKEN_E },   { "s", PM_TOKEN_S },   { "ee", PM_TOKEN_EE }, { "es", PM_TOKEN_ES },
-    { "se", PM_TOKEN_SE }, { "ss", PM_TOKEN_SS }, { "psk", PM_TOKEN_PSK },
+  static const struct {
+    const char *word;
+    PmToken     token;
+  } table[] = {
+    { "e", PM_TOKEN_E },
+    { "s", PM_TOKEN_S },
+    { "ee", PM_TOKEN_EE },
+    { "es", PM_TOKEN_ES },
+    { "se", PM_TOKEN_SE },
+    { "ss", PM_TOKEN_SS },
+    { "psk", PM_TOKEN_PSK },
   };
 
   for (size_t i = 0; i < G_N_ELEMENTS (table); i++)
@@ -85,9 +93,9 @@ apply_psk (PmPattern  *p,
            const char *modifier,
            GError    **error)
 {
-  char *end = NULL;
+  char         *end = NULL;
   unsigned long n;
-  unsigned m;
+  unsigned      m;
 
   if (!g_str_has_prefix (modifier, "psk") || !g_ascii_isdigit (modifier[3]))
     goto unsupported;
@@ -122,7 +130,7 @@ static const PmPattern *
 fundamental_patterns (void)
 {
   static PmPattern parsed[G_N_ELEMENTS (fundamental)];
-  static gsize done;
+  static gsize     done;
 
   if (g_once_init_enter (&done))
     {
@@ -138,7 +146,7 @@ parse_pattern (const char *text,
                PmPattern  *p,
                GError    **error)
 {
-  size_t base_len = 0;
+  size_t           base_len = 0;
   const PmPattern *patterns = fundamental_patterns ();
   const PmPattern *found = NULL;
 
@@ -175,14 +183,14 @@ parse_pattern (const char *text,
 }
 
 gboolean
-pm_noise_pattern_parse_protocol (const char  *protocol_name,
-                                 PmPattern   *pattern,
-                                 GError     **error)
+pm_noise_pattern_parse_protocol (const char *protocol_name,
+                                 PmPattern  *pattern,
+                                 GError    **error)
 {
   static const char prefix[] = "Noise_";
   static const char suffix[] = "_25519_ChaChaPoly_BLAKE2s";
-  size_t len, pattern_len;
-  char name[sizeof pattern->name];
+  size_t            len, pattern_len;
+  char              name[sizeof pattern->name];
 
   g_return_val_if_fail (protocol_name != NULL, FALSE);
 

@@ -7,11 +7,11 @@
 G_BEGIN_DECLS
 
 /* Sizes fixed by the Noise specification (revision 34) for 25519/ChaChaPoly/BLAKE2s. */
-#define PM_NOISE_DHLEN        32
-#define PM_NOISE_HASHLEN      32
-#define PM_NOISE_KEYLEN       32
-#define PM_NOISE_TAGLEN       16
-#define PM_NOISE_MAX_MESSAGE  65535
+#define PM_NOISE_DHLEN       32
+#define PM_NOISE_HASHLEN     32
+#define PM_NOISE_KEYLEN      32
+#define PM_NOISE_TAGLEN      16
+#define PM_NOISE_MAX_MESSAGE 65535
 
 #define PM_NOISE_ERROR (pm_noise_error_quark ())
 
@@ -29,6 +29,6 @@ typedef enum {
 GQuark pm_noise_error_quark (void);
 
 /* Initialises libsodium once; every entry point that needs it calls this. */
-void   pm_noise_ensure_init (void);
+void pm_noise_ensure_init (void);
 
 G_END_DECLS

@@ -19,15 +19,15 @@ G_BEGIN_DECLS
  * must not be able to move the window.
  */
 typedef struct {
-  uint64_t top;      /* highest counter marked */
-  gboolean any;      /* has anything been marked yet */
+  uint64_t top; /* highest counter marked */
+  gboolean any; /* has anything been marked yet */
   uint64_t blocks[PM_REPLAY_RING_BLOCKS];
 } PmReplayWindow;
 
-void     pm_replay_window_init  (PmReplayWindow       *window);
+void     pm_replay_window_init (PmReplayWindow *window);
 gboolean pm_replay_window_check (const PmReplayWindow *window,
                                  uint64_t              counter);
-void     pm_replay_window_mark  (PmReplayWindow       *window,
-                                 uint64_t              counter);
+void     pm_replay_window_mark (PmReplayWindow *window,
+                                uint64_t        counter);
 
 G_END_DECLS

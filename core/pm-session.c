@@ -21,50 +21,50 @@ G_DEFINE_QUARK (pm-session-error-quark, pm_session_error)
  * on its own; the receive side keeps the previous epoch's key too, so
  * reordered packets from just before a Rekey() still decrypt. */
 typedef struct {
-  uint32_t        local_index, remote_index;
-  PmCipherState  *send;
-  PmCipherState  *recv;      /* epoch recv_epoch */
-  PmCipherState  *recv_prev; /* epoch recv_epoch - 1, or NULL */
-  unsigned        send_epoch, recv_epoch;
-  uint64_t        send_counter, sent_in_epoch;
-  PmReplayWindow  replay;
-  int64_t         created_us, retired_us;
-  gboolean        we_initiated;
-  uint8_t         hash[PM_NOISE_HASHLEN];
+  uint32_t       local_index, remote_index;
+  PmCipherState *send;
+  PmCipherState *recv;      /* epoch recv_epoch */
+  PmCipherState *recv_prev; /* epoch recv_epoch - 1, or NULL */
+  unsigned       send_epoch, recv_epoch;
+  uint64_t       send_counter, sent_in_epoch;
+  PmReplayWindow replay;
+  int64_t        created_us, retired_us;
+  gboolean       we_initiated;
+  uint8_t        hash[PM_NOISE_HASHLEN];
 } Keypair;
 
 struct _PmSession {
-  PmKeypair            local;
-  uint8_t              remote[PM_KEY_LEN];
-  PmSessionLimits      limits;
+  PmKeypair       local;
+  uint8_t         remote[PM_KEY_LEN];
+  PmSessionLimits limits;
 
   PmSessionOutputFunc  output;
   PmSessionDeliverFunc deliver;
   gpointer             user_data;
 
-  Keypair             *current;  /* sends and receives */
-  Keypair             *previous; /* receives only, until its grace period ends */
-  Keypair             *next;     /* responder side, waiting for the initiator's first message */
+  Keypair *current;  /* sends and receives */
+  Keypair *previous; /* receives only, until its grace period ends */
+  Keypair *next;     /* responder side, waiting for the initiator's first message */
 
-  PmHandshakeState    *hs;       /* our own initiation, waiting for a response */
-  uint32_t             hs_index;
-  gboolean             want_handshake;
-  int64_t              hs_sent_us, hs_first_us;
+  PmHandshakeState *hs; /* our own initiation, waiting for a response */
+  uint32_t          hs_index;
+  gboolean          want_handshake;
+  int64_t           hs_sent_us, hs_first_us;
 
-  uint8_t              last_rx_timestamp[PM_IK_TIMESTAMP_LEN];
-  uint8_t              last_tx_timestamp[PM_IK_TIMESTAMP_LEN];
+  uint8_t last_rx_timestamp[PM_IK_TIMESTAMP_LEN];
+  uint8_t last_tx_timestamp[PM_IK_TIMESTAMP_LEN];
 
-  GQueue               queue;    /* GBytes waiting for a key pair that may send */
-  PmSessionStats       stats;
+  GQueue         queue; /* GBytes waiting for a key pair that may send */
+  PmSessionStats stats;
 
-  uint8_t              out[PM_DATA_FRAME_MAX_LEN];
-  uint8_t              plain[PM_MAX_NOISE_MESSAGE];
+  uint8_t out[PM_DATA_FRAME_MAX_LEN];
+  uint8_t plain[PM_MAX_NOISE_MESSAGE];
 };
 
 void
 pm_session_limits_default (PmSessionLimits *limits)
 {
-  *limits = (PmSessionLimits) {
+  *limits = (PmSessionLimits){
     .messages_per_epoch = PM_MESSAGES_PER_EPOCH,
     .epochs_per_session = PM_EPOCHS_PER_SESSION,
     .reject_after_epochs = PM_REJECT_AFTER_EPOCHS,
@@ -133,10 +133,10 @@ pm_session_free (PmSession *session)
 }
 
 void
-pm_session_set_callbacks (PmSession            *session,
-                          PmSessionOutputFunc   output,
-                          PmSessionDeliverFunc  deliver,
-                          gpointer              user_data)
+pm_session_set_callbacks (PmSession           *session,
+                          PmSessionOutputFunc  output,
+                          PmSessionDeliverFunc deliver,
+                          gpointer             user_data)
 {
   session->output = output;
   session->deliver = deliver;
@@ -174,7 +174,7 @@ static void
 next_timestamp (PmSession *session,
                 uint8_t    out[PM_IK_TIMESTAMP_LEN])
 {
-  int64_t now = g_get_real_time ();
+  int64_t  now = g_get_real_time ();
   uint64_t secs = (G_GUINT64_CONSTANT (1) << 62) + (uint64_t) (now / G_USEC_PER_SEC);
   uint32_t nanos = (uint32_t) (now % G_USEC_PER_SEC) * 1000;
 
@@ -216,7 +216,7 @@ initiate (PmSession *session,
           int64_t    now)
 {
   uint8_t timestamp[PM_IK_TIMESTAMP_LEN];
-  size_t len = 0;
+  size_t  len = 0;
   g_autoptr (GError) error = NULL;
 
   g_clear_pointer (&session->hs, pm_handshake_state_free);
@@ -343,7 +343,7 @@ flush_queue (PmSession *session,
   while (!g_queue_is_empty (&session->queue) && may_send (session, session->current, now))
     {
       g_autoptr (GBytes) bytes = g_queue_pop_head (&session->queue);
-      gsize len = 0;
+      gsize          len = 0;
       const uint8_t *data = g_bytes_get_data (bytes, &len);
 
       seal_and_emit (session, session->current, data, len);
@@ -369,11 +369,11 @@ pm_session_connect (PmSession *session,
  * starting a handshake if none is under way.
  */
 gboolean
-pm_session_send (PmSession      *session,
-                 const uint8_t  *data,
-                 size_t          len,
-                 int64_t         now_us,
-                 GError        **error)
+pm_session_send (PmSession     *session,
+                 const uint8_t *data,
+                 size_t         len,
+                 int64_t        now_us,
+                 GError       **error)
 {
   g_return_val_if_fail (session != NULL, FALSE);
   g_return_val_if_fail (data != NULL || len == 0, FALSE);
@@ -407,15 +407,15 @@ pm_session_send (PmSession      *session,
 }
 
 static gboolean
-handle_initiation (PmSession      *session,
-                   const PmFrame  *frame,
-                   int64_t         now,
-                   GError        **error)
+handle_initiation (PmSession     *session,
+                   const PmFrame *frame,
+                   int64_t        now,
+                   GError       **error)
 {
   g_autoptr (PmHandshakeState) hs = new_handshake (session, PM_ROLE_RESPONDER);
-  uint8_t timestamp[PM_IK_TIMESTAMP_LEN + 1];
-  uint8_t remote[PM_KEY_LEN];
-  size_t plen = 0, len = 0;
+  uint8_t  timestamp[PM_IK_TIMESTAMP_LEN + 1];
+  uint8_t  remote[PM_KEY_LEN];
+  size_t   plen = 0, len = 0;
   uint32_t index;
 
   if (!pm_handshake_state_read_message (hs, frame->body, frame->body_len, timestamp,
@@ -469,13 +469,13 @@ handle_initiation (PmSession      *session,
 }
 
 static gboolean
-handle_response (PmSession      *session,
-                 const PmFrame  *frame,
-                 int64_t         now,
-                 GError        **error)
+handle_response (PmSession     *session,
+                 const PmFrame *frame,
+                 int64_t        now,
+                 GError       **error)
 {
   uint8_t payload[1];
-  size_t plen = 0;
+  size_t  plen = 0;
   g_autoptr (PmHandshakeState) hs = NULL;
   Keypair *kp;
 
@@ -524,16 +524,16 @@ find_keypair (PmSession *session,
 }
 
 static gboolean
-handle_data (PmSession      *session,
-             const PmFrame  *frame,
-             int64_t         now,
-             GError        **error)
+handle_data (PmSession     *session,
+             const PmFrame *frame,
+             int64_t        now,
+             GError       **error)
 {
   Keypair *kp = find_keypair (session, frame->receiver_index);
   g_autoptr (PmCipherState) derived = NULL;
   g_autoptr (PmCipherState) derived_prev = NULL;
   PmCipherState *cs;
-  size_t plen = frame->body_len - PM_NOISE_TAGLEN;
+  size_t         plen = frame->body_len - PM_NOISE_TAGLEN;
 
   if (kp == NULL)
     {
@@ -608,13 +608,13 @@ handle_data (PmSession      *session,
  * exactly as it was before the call.
  */
 gboolean
-pm_session_receive (PmSession      *session,
-                    const uint8_t  *datagram,
-                    size_t          len,
-                    int64_t         now_us,
-                    GError        **error)
+pm_session_receive (PmSession     *session,
+                    const uint8_t *datagram,
+                    size_t         len,
+                    int64_t        now_us,
+                    GError       **error)
 {
-  PmFrame frame;
+  PmFrame  frame;
   gboolean ok = FALSE;
 
   g_return_val_if_fail (session != NULL, FALSE);
@@ -679,7 +679,7 @@ int64_t
 pm_session_get_next_deadline (PmSession *session)
 {
   const PmSessionLimits *l = &session->limits;
-  int64_t deadline = G_MAXINT64;
+  int64_t                deadline = G_MAXINT64;
 
   if (session->previous != NULL)
     deadline = MIN (deadline, session->previous->retired_us + l->previous_keys_grace_us);
@@ -743,8 +743,8 @@ pm_session_get_last_timestamp (PmSession *session,
 }
 
 void
-pm_session_set_last_timestamp (PmSession     *session,
-                               const uint8_t  timestamp[PM_IK_TIMESTAMP_LEN])
+pm_session_set_last_timestamp (PmSession    *session,
+                               const uint8_t timestamp[PM_IK_TIMESTAMP_LEN])
 {
   memcpy (session->last_rx_timestamp, timestamp, PM_IK_TIMESTAMP_LEN);
 }

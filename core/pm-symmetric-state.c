@@ -33,7 +33,7 @@ ensure_algorithms (void)
 
   if (g_once_init_enter (&done))
     {
-      EVP_MAC *hmac = EVP_MAC_fetch (NULL, "HMAC", NULL);
+      EVP_MAC   *hmac = EVP_MAC_fetch (NULL, "HMAC", NULL);
       OSSL_PARAM params[2];
 
       blake2s_md = EVP_MD_fetch (NULL, "BLAKE2S-256", NULL);
@@ -108,7 +108,7 @@ hkdf (PmSymmetricState *ss,
       uint8_t          *out3)
 {
   static const uint8_t one = 0x01, two = 0x02, three = 0x03;
-  uint8_t temp_key[PM_NOISE_HASHLEN];
+  uint8_t              temp_key[PM_NOISE_HASHLEN];
 
   hmac2 (ss->mac, ss->ck, ikm, ikm_len, NULL, temp_key);
   hmac2 (ss->mac, temp_key, NULL, 0, &one, out1);
@@ -122,7 +122,7 @@ PmSymmetricState *
 pm_symmetric_state_new (const char *protocol_name)
 {
   PmSymmetricState *ss = g_new0 (PmSymmetricState, 1);
-  size_t len = strlen (protocol_name);
+  size_t            len = strlen (protocol_name);
 
   ensure_algorithms ();
   ss->cs = pm_cipher_state_new ();
@@ -252,9 +252,9 @@ pm_symmetric_state_get_handshake_hash (PmSymmetricState *ss)
 }
 
 void
-pm_symmetric_state_split (PmSymmetricState  *ss,
-                          PmCipherState    **c1,
-                          PmCipherState    **c2)
+pm_symmetric_state_split (PmSymmetricState *ss,
+                          PmCipherState   **c1,
+                          PmCipherState   **c2)
 {
   uint8_t k1[PM_NOISE_HASHLEN], k2[PM_NOISE_HASHLEN];
 

@@ -25,9 +25,9 @@ char *
 pm_verification_code (const uint8_t handshake_hash[PM_NOISE_HASHLEN])
 {
   static const char label[] = "pipermesh-verify-v1";
-  uint8_t digest[PM_NOISE_HASHLEN];
-  uint64_t bits = 0;
-  char *code = g_malloc (PM_VERIFICATION_CODE_LEN + 1);
+  uint8_t           digest[PM_NOISE_HASHLEN];
+  uint64_t          bits = 0;
+  char             *code = g_malloc (PM_VERIFICATION_CODE_LEN + 1);
 
   pm_blake2s ((const uint8_t *) label, strlen (label), handshake_hash, PM_NOISE_HASHLEN, digest);
   for (int i = 0; i < 5; i++)

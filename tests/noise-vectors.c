@@ -26,20 +26,22 @@ typedef enum {
   VECTOR_ERROR_MISMATCH,
 } VectorError;
 
-typedef enum { RESULT_PASS, RESULT_FAIL, RESULT_SKIP } Result;
+typedef enum { RESULT_PASS,
+               RESULT_FAIL,
+               RESULT_SKIP } Result;
 
 /* Reads an optional lowercase-or-uppercase hex field. Missing → FALSE with no
  * error; present but not a hex string, or of the wrong length → error. */
 static gboolean
-get_hex (JsonObject  *obj,
-         const char  *field,
-         gssize       want_len,
-         GBytes     **out,
-         GError     **error)
+get_hex (JsonObject *obj,
+         const char *field,
+         gssize      want_len,
+         GBytes    **out,
+         GError    **error)
 {
-  JsonNode *node = json_object_get_member (obj, field);
-  const char *hex;
-  size_t hex_len, bin_len = 0;
+  JsonNode           *node = json_object_get_member (obj, field);
+  const char         *hex;
+  size_t              hex_len, bin_len = 0;
   g_autofree uint8_t *bin = NULL;
 
   *out = NULL;
@@ -77,10 +79,10 @@ get_hex (JsonObject  *obj,
 
 /* Sets up one side from its fields (prefix "init_" or "resp_"). */
 static PmHandshakeState *
-make_side (JsonObject  *v,
-           const char  *protocol,
-           PmRole       role,
-           GError     **error)
+make_side (JsonObject *v,
+           const char *protocol,
+           PmRole      role,
+           GError    **error)
 {
   const char *prefix = role == PM_ROLE_INITIATOR ? "init_" : "resp_";
   g_autoptr (PmHandshakeState) hs = pm_handshake_state_new (protocol, role, error);
@@ -90,7 +92,7 @@ make_side (JsonObject  *v,
   g_autofree char *f_ephemeral = g_strconcat (prefix, "ephemeral", NULL);
   g_autofree char *f_remote = g_strconcat (prefix, "remote_static", NULL);
   g_autofree char *f_psks = g_strconcat (prefix, "psks", NULL);
-  GError *local_error = NULL;
+  GError          *local_error = NULL;
 
   if (hs == NULL)
     return NULL;
@@ -118,19 +120,20 @@ make_side (JsonObject  *v,
 
   if (local_error == NULL && json_object_has_member (v, f_psks))
     {
-      JsonNode *node = json_object_get_member (v, f_psks);
+      JsonNode  *node = json_object_get_member (v, f_psks);
       JsonArray *arr = JSON_NODE_HOLDS_ARRAY (node) ? json_node_get_array (node) : NULL;
 
       if (arr == NULL)
         g_set_error (&local_error, VECTOR_ERROR, VECTOR_ERROR_FORMAT, "“%s” is not an array", f_psks);
       for (guint i = 0; arr != NULL && local_error == NULL && i < json_array_get_length (arr); i++)
         {
-          JsonNode *item = json_array_get_element (arr, i);
+          JsonNode   *item = json_array_get_element (arr, i);
           const char *hex = JSON_NODE_HOLDS_VALUE (item) &&
                                 json_node_get_value_type (item) == G_TYPE_STRING
-                              ? json_node_get_string (item) : NULL;
-          uint8_t psk[PM_NOISE_KEYLEN];
-          size_t psk_len = 0;
+                              ? json_node_get_string (item)
+                              : NULL;
+          uint8_t     psk[PM_NOISE_KEYLEN];
+          size_t      psk_len = 0;
 
           if (hex == NULL || strlen (hex) != 2 * PM_NOISE_KEYLEN ||
               sodium_hex2bin (psk, sizeof psk, hex, strlen (hex), NULL, &psk_len, NULL) != 0 ||
@@ -154,12 +157,12 @@ make_side (JsonObject  *v,
 }
 
 static gboolean
-compare (const char  *what,
-         guint        index,
+compare (const char    *what,
+         guint          index,
          const uint8_t *got,
-         size_t       got_len,
-         GBytes      *want,
-         GError     **error)
+         size_t         got_len,
+         GBytes        *want,
+         GError       **error)
 {
   if (got_len != g_bytes_get_size (want) || memcmp (got, g_bytes_get_data (want, NULL), got_len) != 0)
     {
@@ -171,20 +174,20 @@ compare (const char  *what,
 }
 
 static Result
-run_vector (JsonObject  *v,
-            GError     **error)
+run_vector (JsonObject *v,
+            GError    **error)
 {
-  JsonNode *name_node = json_object_get_member (v, "protocol_name");
+  JsonNode   *name_node = json_object_get_member (v, "protocol_name");
   const char *protocol;
   g_autoptr (PmHandshakeState) init = NULL;
   g_autoptr (PmHandshakeState) resp = NULL;
   g_autoptr (PmCipherState) init_send = NULL, init_recv = NULL, resp_send = NULL, resp_recv = NULL;
   g_autoptr (GBytes) hash = NULL;
   JsonArray *messages;
-  GError *local_error = NULL;
-  gboolean one_way;
-  uint8_t *buf = g_alloca (PM_NOISE_MAX_MESSAGE);
-  uint8_t *buf2 = g_alloca (PM_NOISE_MAX_MESSAGE);
+  GError    *local_error = NULL;
+  gboolean   one_way;
+  uint8_t   *buf = g_alloca (PM_NOISE_MAX_MESSAGE);
+  uint8_t   *buf2 = g_alloca (PM_NOISE_MAX_MESSAGE);
 
   if (name_node == NULL || !JSON_NODE_HOLDS_VALUE (name_node) ||
       json_node_get_value_type (name_node) != G_TYPE_STRING)
@@ -220,13 +223,13 @@ run_vector (JsonObject  *v,
 
   for (guint i = 0; i < json_array_get_length (messages); i++)
     {
-      JsonNode *node = json_array_get_element (messages, i);
+      JsonNode   *node = json_array_get_element (messages, i);
       JsonObject *msg = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
       g_autoptr (GBytes) payload = NULL, ciphertext = NULL;
-      gboolean from_initiator = one_way || i % 2 == 0;
+      gboolean          from_initiator = one_way || i % 2 == 0;
       PmHandshakeState *sender = from_initiator ? init : resp;
       PmHandshakeState *receiver = from_initiator ? resp : init;
-      size_t len = 0, plen = 0;
+      size_t            len = 0, plen = 0;
 
       if (msg == NULL || !get_hex (msg, "payload", -1, &payload, &local_error) ||
           !get_hex (msg, "ciphertext", -1, &ciphertext, &local_error))
@@ -329,8 +332,8 @@ main (int   argc,
       g_autoptr (JsonParser) parser = json_parser_new ();
       g_autoptr (GError) error = NULL;
       g_autofree char *base = g_path_get_basename (argv[f]);
-      JsonNode *root;
-      JsonArray *vectors;
+      JsonNode        *root;
+      JsonArray       *vectors;
 
       if (!json_parser_load_from_file (parser, argv[f], &error))
         {
@@ -350,11 +353,12 @@ main (int   argc,
       vectors = json_object_get_array_member (json_node_get_object (root), "vectors");
       for (guint i = 0; i < json_array_get_length (vectors); i++)
         {
-          JsonNode *node = json_array_get_element (vectors, i);
+          JsonNode   *node = json_array_get_element (vectors, i);
           JsonObject *v = JSON_NODE_HOLDS_OBJECT (node) ? json_node_get_object (node) : NULL;
           const char *name = v && json_object_has_member (v, "protocol_name") &&
-                                     JSON_NODE_HOLDS_VALUE (json_object_get_member (v, "protocol_name"))
-                               ? json_object_get_string_member (v, "protocol_name") : "?";
+                                 JSON_NODE_HOLDS_VALUE (json_object_get_member (v, "protocol_name"))
+                               ? json_object_get_string_member (v, "protocol_name")
+                               : "?";
           g_autoptr (GError) verror = NULL;
           Result r;
 

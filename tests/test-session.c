@@ -12,8 +12,8 @@
 
 typedef struct {
   PmSession *session;
-  GQueue     outbox;    /* GBytes: datagrams this peer emitted, not yet delivered */
-  GArray    *received;  /* uint32 message ids delivered to this peer, in order */
+  GQueue     outbox;   /* GBytes: datagrams this peer emitted, not yet delivered */
+  GArray    *received; /* uint32 message ids delivered to this peer, in order */
 } Peer;
 
 typedef struct {
@@ -41,7 +41,7 @@ on_deliver (const uint8_t *data,
             size_t         len,
             gpointer       user_data)
 {
-  Peer *peer = user_data;
+  Peer    *peer = user_data;
   uint32_t id;
 
   g_assert_cmpuint (len, >=, sizeof id);
@@ -53,9 +53,9 @@ on_deliver (const uint8_t *data,
 }
 
 static void
-peer_init (Peer            *peer,
-           const PmKeypair *local,
-           const PmKeypair *remote,
+peer_init (Peer                  *peer,
+           const PmKeypair       *local,
+           const PmKeypair       *remote,
            const PmSessionLimits *limits)
 {
   peer->session = pm_session_new (local, remote->pub, limits);
@@ -80,8 +80,8 @@ fixture_start (Fixture *f)
 }
 
 static void
-fixture_set_up (Fixture       *f,
-                gconstpointer  data)
+fixture_set_up (Fixture      *f,
+                gconstpointer data)
 {
   pm_keypair_generate (&f->ka);
   pm_keypair_generate (&f->kb);
@@ -92,8 +92,8 @@ fixture_set_up (Fixture       *f,
 }
 
 static void
-fixture_tear_down (Fixture       *f,
-                   gconstpointer  data)
+fixture_tear_down (Fixture      *f,
+                   gconstpointer data)
 {
   peer_clear (&f->a);
   peer_clear (&f->b);
@@ -114,7 +114,7 @@ fixture_restart (Fixture *f)
 static gboolean
 is_app_data (GBytes *datagram)
 {
-  gsize len;
+  gsize          len;
   const uint8_t *d = g_bytes_get_data (datagram, &len);
 
   return d[0] == PM_FRAME_DATA && len > PM_DATA_FRAME_MIN_LEN;
@@ -128,7 +128,7 @@ transfer (Fixture *f,
           Peer    *to)
 {
   GPtrArray *batch = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
-  unsigned n = 0;
+  unsigned   n = 0;
 
   while (!g_queue_is_empty (&from->outbox))
     g_ptr_array_add (batch, g_queue_pop_head (&from->outbox));
@@ -140,7 +140,7 @@ transfer (Fixture *f,
     if (g_rand_double (f->rand) < f->reorder)
       for (guint k = 2; k > 0; k--)
         {
-          guint j = i + g_rand_int_range (f->rand, 0, (gint32) k + 1);
+          guint    j = i + g_rand_int_range (f->rand, 0, (gint32) k + 1);
           gpointer tmp = batch->pdata[i + k];
           batch->pdata[i + k] = batch->pdata[j];
           batch->pdata[j] = tmp;
@@ -148,8 +148,8 @@ transfer (Fixture *f,
 
   for (guint i = 0; i < batch->len; i++)
     {
-      GBytes *d = batch->pdata[i];
-      gsize len;
+      GBytes        *d = batch->pdata[i];
+      gsize          len;
       const uint8_t *data = g_bytes_get_data (d, &len);
       g_autoptr (GError) error = NULL;
 
@@ -188,10 +188,10 @@ pump (Fixture *f,
 }
 
 static void
-send_message (Fixture  *f,
-              Peer     *peer,
-              uint32_t  id,
-              size_t    len)
+send_message (Fixture *f,
+              Peer    *peer,
+              uint32_t id,
+              size_t   len)
 {
   uint8_t buf[2048];
   g_autoptr (GError) error = NULL;
@@ -206,9 +206,9 @@ send_message (Fixture  *f,
 }
 
 static void
-assert_received_all (Peer     *peer,
-                     uint32_t  first,
-                     uint32_t  count)
+assert_received_all (Peer    *peer,
+                     uint32_t first,
+                     uint32_t count)
 {
   g_autoptr (GHashTable) seen = g_hash_table_new (NULL, NULL);
 
@@ -224,12 +224,12 @@ assert_received_all (Peer     *peer,
 }
 
 static void
-test_handshake (Fixture       *f,
-                gconstpointer  data)
+test_handshake (Fixture      *f,
+                gconstpointer data)
 {
-  uint8_t ha[32], hb[32];
+  uint8_t          ha[32], hb[32];
   g_autofree char *code_a = NULL, *code_b = NULL;
-  PmSessionStats sa, sb;
+  PmSessionStats   sa, sb;
 
   g_assert_cmpint (pm_session_get_state (f->a.session), ==, PM_SESSION_IDLE);
   g_assert_false (pm_session_get_handshake_hash (f->a.session, ha));
@@ -269,8 +269,8 @@ test_handshake (Fixture       *f,
 /* Many epochs and session rotations while both sides send, over a path that
  * reorders: every message arrives exactly once. */
 static void
-test_rotation_reordering (Fixture       *f,
-                          gconstpointer  data)
+test_rotation_reordering (Fixture      *f,
+                          gconstpointer data)
 {
   const uint32_t n = 3000;
   PmSessionStats sa, sb;
@@ -295,7 +295,8 @@ test_rotation_reordering (Fixture       *f,
   pm_session_get_stats (f->a.session, &sa);
   pm_session_get_stats (f->b.session, &sb);
   g_test_message ("rotations a=%u b=%u, epochs a=%u b=%u, rejected a=%" G_GUINT64_FORMAT
-                  " b=%" G_GUINT64_FORMAT, sa.rotations, sb.rotations, sa.epochs, sb.epochs,
+                  " b=%" G_GUINT64_FORMAT,
+                  sa.rotations, sb.rotations, sa.epochs, sb.epochs,
                   sa.rejected, sb.rejected);
   /* 3000 messages at 4 per epoch and 5 epochs per session: well over 100 rotations. */
   g_assert_cmpuint (sa.rotations + sb.rotations, >=, 100);
@@ -304,8 +305,8 @@ test_rotation_reordering (Fixture       *f,
 
 /* Packets of the previous epoch that arrive after the next epoch's still decrypt. */
 static void
-test_epoch_reorder (Fixture       *f,
-                    gconstpointer  data)
+test_epoch_reorder (Fixture      *f,
+                    gconstpointer data)
 {
   g_autoptr (GPtrArray) held = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
   g_autoptr (GError) error = NULL;
@@ -327,7 +328,7 @@ test_epoch_reorder (Fixture       *f,
    * behind by then and must be refused as stale; epoch 1 decrypts. */
   for (gint i = (gint) held->len - 1; i >= 0; i--)
     {
-      gsize len;
+      gsize          len;
       const uint8_t *d = g_bytes_get_data (held->pdata[i], &len);
 
       g_clear_error (&error);
@@ -341,8 +342,8 @@ test_epoch_reorder (Fixture       *f,
 }
 
 static void
-test_lossy_path (Fixture       *f,
-                 gconstpointer  data)
+test_lossy_path (Fixture      *f,
+                 gconstpointer data)
 {
   const uint32_t n = 4000;
   PmSessionStats sa;
@@ -390,13 +391,13 @@ capture_one (Peer *peer)
 }
 
 static void
-test_replays (Fixture       *f,
-              gconstpointer  data)
+test_replays (Fixture      *f,
+              gconstpointer data)
 {
   g_autoptr (GBytes) init = NULL, frame = NULL;
   g_autoptr (GError) error = NULL;
-  uint8_t tampered[256];
-  gsize len;
+  uint8_t        tampered[256];
+  gsize          len;
   const uint8_t *d;
   PmSessionStats before, after;
 
@@ -459,13 +460,13 @@ test_replays (Fixture       *f,
 /* Junk sent to our initiation's index (which travels in clear) is refused and
  * does not spend the handshake: the genuine response still completes it. */
 static void
-test_forged_response (Fixture       *f,
-                      gconstpointer  data)
+test_forged_response (Fixture      *f,
+                      gconstpointer data)
 {
   g_autoptr (GBytes) init = NULL, response = NULL;
   g_autoptr (GError) error = NULL;
-  uint8_t forged[PM_RESPONSE_FRAME_LEN];
-  gsize len;
+  uint8_t        forged[PM_RESPONSE_FRAME_LEN];
+  gsize          len;
   const uint8_t *d;
 
   pm_session_connect (f->a.session, f->now);
@@ -492,14 +493,14 @@ test_forged_response (Fixture       *f,
 
 /* A third key pair that B does not know tries to handshake as if it were A. */
 static void
-test_unknown_peer (Fixture       *f,
-                   gconstpointer  data)
+test_unknown_peer (Fixture      *f,
+                   gconstpointer data)
 {
   g_auto (PmKeypair) kc;
   Peer c = { 0 };
   g_autoptr (GBytes) init = NULL;
   g_autoptr (GError) error = NULL;
-  gsize len;
+  gsize          len;
   const uint8_t *d;
 
   pm_keypair_generate (&kc);
@@ -515,8 +516,8 @@ test_unknown_peer (Fixture       *f,
 }
 
 static void
-test_simultaneous (Fixture       *f,
-                   gconstpointer  data)
+test_simultaneous (Fixture      *f,
+                   gconstpointer data)
 {
   uint8_t ha[32], hb[32];
 
@@ -536,13 +537,13 @@ test_simultaneous (Fixture       *f,
 
 /* Ten minutes: a fresh handshake; the old keys decrypt for the grace period only. */
 static void
-test_time_rotation (Fixture       *f,
-                    gconstpointer  data)
+test_time_rotation (Fixture      *f,
+                    gconstpointer data)
 {
   g_autoptr (GBytes) late = NULL;
   g_autoptr (GError) error = NULL;
   PmSessionStats sa;
-  gsize len;
+  gsize          len;
   const uint8_t *d;
 
   send_message (f, &f->a, 1, 64);
@@ -576,8 +577,8 @@ test_time_rotation (Fixture       *f,
 
 /* No response at all: retries with fresh initiations, then gives up. */
 static void
-test_give_up (Fixture       *f,
-              gconstpointer  data)
+test_give_up (Fixture      *f,
+              gconstpointer data)
 {
   unsigned initiations = 0;
 
@@ -600,8 +601,8 @@ test_give_up (Fixture       *f,
 }
 
 static void
-test_limits (Fixture       *f,
-             gconstpointer  data)
+test_limits (Fixture      *f,
+             gconstpointer data)
 {
   g_autoptr (GError) error = NULL;
   g_autofree uint8_t *big = g_malloc0 (PM_MAX_PLAINTEXT + 1);
