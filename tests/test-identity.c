@@ -454,11 +454,12 @@ static void
 test_file_mismatch (Fixture      *f,
                     gconstpointer data)
 {
-  g_autoptr (PmIdentity) id = create_file_identity (f);
+  g_autoptr (PmIdentity) created = create_file_identity (f);
   g_auto (PmKeypair) other = { 0 };
   g_autofree char *hex = NULL;
   g_autofree char *line = NULL;
 
+  g_assert_true (PM_IS_IDENTITY (created));
   /* A valid key, but not the one whose public half is recorded. */
   pm_keypair_generate (&other);
   hex = pm_key_to_hex (other.priv);
@@ -471,8 +472,9 @@ static void
 test_file_insecure (Fixture      *f,
                     gconstpointer data)
 {
-  g_autoptr (PmIdentity) id = create_file_identity (f);
+  g_autoptr (PmIdentity) created = create_file_identity (f);
 
+  g_assert_true (PM_IS_IDENTITY (created));
   g_assert_cmpint (g_chmod (f->key_path, 0644), ==, 0);
   assert_load_fails (f, PM_IDENTITY_ERROR_INSECURE);
   g_assert_cmphex (file_mode (f->key_path), ==, 0644); /* reported, not "fixed" */
@@ -482,8 +484,9 @@ static void
 test_file_key_missing (Fixture      *f,
                        gconstpointer data)
 {
-  g_autoptr (PmIdentity) id = create_file_identity (f);
+  g_autoptr (PmIdentity) created = create_file_identity (f);
 
+  g_assert_true (PM_IS_IDENTITY (created));
   g_assert_cmpint (g_unlink (f->key_path), ==, 0);
   assert_load_fails (f, PM_IDENTITY_ERROR_KEY_MISSING);
 }
@@ -492,8 +495,9 @@ static void
 test_file_orphan_key (Fixture      *f,
                       gconstpointer data)
 {
-  g_autoptr (PmIdentity) id = create_file_identity (f);
+  g_autoptr (PmIdentity) created = create_file_identity (f);
 
+  g_assert_true (PM_IS_IDENTITY (created));
   /* A key without its record is not replaced by a new identity. */
   g_assert_cmpint (g_unlink (f->ini_path), ==, 0);
   assert_load_fails (f, PM_IDENTITY_ERROR_CORRUPT);
