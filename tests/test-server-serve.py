@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""End-to-end test of `pipermesh-server serve`: the real binary on loopback,
+with a real SQLite file that the admin commands change while it runs.
+
+Usage: test-server-serve.py PIPERMESH-SERVER
+
+Enrolls two devices over HTTP, lists them, publishes candidates, asks the
+STUN responders (two addresses) for the mapped address, checks /metrics,
+revokes a device (its token stops working at once), then stops the server
+with SIGTERM. Every wait is bounded. Prints TAP.
+"""
+import json
+import os
+import re
+import secrets
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+
+SERVER = sys.argv[1]
+DEADLINE = time.monotonic() + 45
+tests = []
+
+
+def ok(cond, name):
+    tests.append((bool(cond), name))
+    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
+    return cond
+
+
+def admin(db, *args):
+    out = subprocess.run([SERVER, "--db", db, *args], capture_output=True, text=True, timeout=20)
+    if out.returncode != 0:
+        raise RuntimeError(f"{args}: {out.stderr}")
+    return out.stdout.strip()
+
+
+def http(method, url, body=None, token=None):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return r.status, (json.loads(raw) if raw and r.headers.get_content_type() == "application/json" else raw)
+    except urllib.error.HTTPError as e:
+        raw = e.read()
+        return e.code, (json.loads(raw) if raw else None)
+
+
+def stun_binding(host, port):
+    """A minimal RFC 8489 Binding request; returns the XOR-MAPPED-ADDRESS port."""
+    txid = secrets.token_bytes(12)
+    req = struct.pack("!HHI", 0x0001, 0, 0x2112A442) + txid
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.settimeout(3)
+        s.bind(("127.0.0.1", 0))
+        s.sendto(req, (host, port))
+        data, _ = s.recvfrom(2048)
+        mine = s.getsockname()[1]
+    mtype, mlen, cookie = struct.unpack("!HHI", data[:8])
+    if mtype != 0x0101 or cookie != 0x2112A442 or data[8:20] != txid:
+        return None, mine
+    pos = 20
+    while pos + 4 <= 20 + mlen:
+        atype, alen = struct.unpack("!HH", data[pos:pos + 4])
+        if atype == 0x0020:
+            xport = struct.unpack("!H", data[pos + 6:pos + 8])[0] ^ 0x2112
+            return xport, mine
+        pos += 4 + ((alen + 3) & ~3)
+    return None, mine
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="pm-serve-")
+    db = os.path.join(tmp, "server.db")
+    admin(db, "account", "create", "home")
+    key = admin(db, "enroll-key", "create", "home", "--reusable")
+
+    proc = subprocess.Popen([SERVER, "--db", db, "serve", "--listen", "127.0.0.1:0",
+                             "--stun", "127.0.0.1:0", "--stun-alt", "127.0.0.2:0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base, stun = None, []
+    lines = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    try:
+        while time.monotonic() < DEADLINE and not (base and len(stun) == 2):
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                if proc.poll() is not None:
+                    break
+                continue
+            m = re.search(r"API and relay on (http://\S+)", line)
+            if m:
+                base = m.group(1)
+            m = re.search(r"STUN on udp://([\d.]+):(\d+)", line)
+            if m:
+                stun.append((m.group(1), int(m.group(2))))
+        if not ok(base and len(stun) == 2, "server starts and prints its API and two STUN addresses"):
+            return
+
+        status, body = http("GET", base + "/healthz")
+        ok(status == 200, "healthz")
+
+        devices = {}
+        for name in ("mac", "phone"):
+            status, body = http("POST", base + "/v1/mesh/devices",
+                                {"enrollmentKey": key, "publicKey": secrets.token_hex(32),
+                                 "name": name, "type": "mac" if name == "mac" else "iphone",
+                                 "keyType": "file"})
+            ok(status == 201 and body["token"].startswith("pmdt_"), f"enroll {name}")
+            devices[name] = body
+
+        # The admin command sees what the running server wrote (same SQLite file, WAL).
+        listing = json.loads(admin(db, "device", "list", "home", "--json"))
+        names = sorted(d["name"] for d in (listing["devices"] if isinstance(listing, dict) else listing))
+        ok(names == ["mac", "phone"], "admin `device list` sees both devices while the server runs")
+
+        mac = devices["mac"]
+        status, body = http("PUT", f"{base}/v1/mesh/devices/{mac['id']}/candidates",
+                            {"addresses": ["192.0.2.10:41641"], "mapped": "203.0.113.7:41641",
+                             "mappingVariesByDestination": False}, token=mac["token"])
+        ok(status in (200, 204), "publish candidates")
+        status, body = http("GET", base + "/v1/mesh/devices", token=devices["phone"]["token"])
+        seen = {d["name"]: d for d in body["devices"]} if status == 200 else {}
+        ok(seen.get("mac", {}).get("candidates", {}).get("mapped") == "203.0.113.7:41641",
+           "the other device sees the candidates")
+
+        for host, port in stun:
+            mapped, mine = stun_binding(host, port)
+            ok(mapped == mine, f"STUN on {host} maps our port ({mapped} == {mine})")
+
+        status, body = http("GET", base + "/metrics")
+        text = body.decode() if isinstance(body, bytes) else ""
+        m = re.search(r'pipermesh_stun_datagrams_total\{outcome="answered"\} (\d+)', text)
+        ok(status == 200 and m and int(m.group(1)) >= 2, "metrics count the STUN answers")
+        ok('pipermesh_devices{state="active"} 2' in text, "metrics count the devices")
+
+        phone = devices["phone"]
+        status, _ = http("DELETE", f"{base}/v1/mesh/devices/{phone['id']}", token=mac["token"])
+        ok(status in (200, 204), "revoke the phone")
+        status, body = http("GET", base + "/v1/mesh/devices", token=phone["token"])
+        ok(status == 401, "the revoked token stops working at once")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = None
+        ok(code == 0, f"SIGTERM stops the server cleanly (exit {code})")
+        err = proc.stderr.read()
+        # Secrets never reach the log: no token, no enrollment key.
+        ok(key not in err and "pmdt_" not in err, "no secret in the server's log")
+        subprocess.run(["rm", "-rf", tmp])
+
+
+main()
+print(f"1..{len(tests)}")
+sys.exit(0 if all(c for c, _ in tests) else 1)
