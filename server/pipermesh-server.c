@@ -281,7 +281,7 @@ load_relay_limits (GKeyFile      *config,
   for (size_t i = 0; i < G_N_ELEMENTS (keys); i++)
     {
       g_autoptr (GError) local_error = NULL;
-      guint64 value;
+      guint64  value;
       uint8_t *field = (uint8_t *) limits + keys[i].offset;
 
       if (!g_key_file_has_key (config, "relay", keys[i].key, NULL))
@@ -451,7 +451,7 @@ cmd_serve (GlobalOptions *global,
   for (unsigned i = 0; stun_server != NULL && i < 2; i++)
     {
       GInetSocketAddress *bound = pm_stun_server_get_address (stun_server, i);
-      g_autofree char *text = NULL;
+      g_autofree char    *text = NULL;
 
       if (bound == NULL)
         break;
