@@ -163,6 +163,10 @@ def main():
             code = None
         ok(code == 0, f"SIGTERM stops the server cleanly (exit {code})")
         err = proc.stderr.read()
+        if code != 0:
+            # Why it failed (a sanitizer report, a critical), as TAP comments.
+            for line in err.splitlines()[-60:]:
+                print("# " + line)
         # Secrets never reach the log: no token, no enrollment key.
         ok(key not in err and "pmdt_" not in err, "no secret in the server's log")
         subprocess.run(["rm", "-rf", tmp])
