@@ -6,6 +6,9 @@
 #include "pm-relay-stream.h"
 
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 /*
  * A session is one unordered pair of devices {a, b} (device ids are unique
@@ -810,6 +813,18 @@ pm_relay_finalize (GObject *object)
   G_OBJECT_CLASS (pm_relay_parent_class)->finalize (object);
 }
 
+/* See PM_RELAY_MALLOC_MMAP_THRESHOLD. Process-wide, which is what it has to
+ * be: the buffers are libsoup's. */
+static void
+tune_allocator (void)
+{
+#ifdef __GLIBC__
+  if (mallopt (M_MMAP_THRESHOLD, PM_RELAY_MALLOC_MMAP_THRESHOLD) == 0 ||
+      mallopt (M_TRIM_THRESHOLD, PM_RELAY_MALLOC_TRIM_THRESHOLD) == 0)
+    g_debug ("relay: could not tune the allocator");
+#endif
+}
+
 static void
 pm_relay_class_init (PmRelayClass *klass)
 {
@@ -817,6 +832,7 @@ pm_relay_class_init (PmRelayClass *klass)
 
   object_class->dispose = pm_relay_dispose;
   object_class->finalize = pm_relay_finalize;
+  tune_allocator ();
 }
 
 static void

@@ -14,7 +14,13 @@ import sys
 REQUIRED = [
     "relay_mbps",
     "tcp_pipe_mbps",
+    "tcp_direct_mbps",
     "relay_vs_tcp_pipe",
+    "relay_vs_tcp_direct",
+    "relay_vs_tcp_pipe_target",
+    "relay_cpu_ns_per_byte",
+    "tcp_pipe_cpu_ns_per_byte",
+    "relay_vs_tcp_pipe_cpu",
     "idle_session_heap_bytes",
     "idle_session_rss_bytes",
     "idle_pairs",

@@ -5,21 +5,32 @@
  * The relay (server/pm-relay.c) beside its limit, in the same run:
  *
  *  - Throughput of one relay pair: device A sends M MiB in 64 KiB binary
- *    messages through the relay to device B (at most 32 messages in flight,
- *    as a real sender would window them). The relay runs in a child process
- *    with its own SoupServer, as in production; A and B are libsoup clients
- *    in this process.
+ *    messages (the relay's largest, as a bulk sender batches) through the
+ *    relay to device B. The relay runs in a child process with its own
+ *    SoupServer, as in production. A and B live in this process, on blocking
+ *    sockets: A is a thread writing ready-made masked client frames, B the
+ *    main thread reading and counting bytes, so that the clients cost the
+ *    same as the pipe's below and only the forwarder differs.
  *  - The same M MiB through a plain TCP byte pipe on loopback: a child
  *    process that accepts two connections and copies bytes from the first to
  *    the second with read()/write() of 64 KiB. That is the floor any relay
- *    pays (two loopback hops and a copy); the relay adds WebSocket framing,
- *    client masking and libsoup's buffering on top. Target: relay ≥ 0.7×.
+ *    pays (two loopback hops and a forwarding process in between, laid out
+ *    exactly as the relay run: same clients, same message size, same timing);
+ *    the relay adds WebSocket parsing, unmasking and re-framing on top.
+ *    Target: relay ≥ 0.7× this forwarded pipe ("relay_vs_tcp_pipe").
+ *  - For context only, the same M MiB over one direct loopback connection
+ *    from A to B with no forwarder ("tcp_direct_mbps"): no relay can reach
+ *    it, since it crosses loopback once instead of twice.
+ *  - The CPU time the forwarding process (relay or pipe child) spends per
+ *    payload byte during its rounds. On a busy machine this is steadier than
+ *    throughput, and it shows what the relay itself costs.
  *  - Memory per idle relay session: P pairs are paired and left idle; the
  *    relay child's heap (mallinfo2: in-use + mmapped) and RSS are read before
  *    and after. Target: ≤ 64 KiB per session (a session is two WebSockets).
  *
- * Rounds alternate relay and TCP so that a slow spell of the machine hits
- * both alike; medians are reported. MB = 10^6 bytes.
+ * Rounds alternate relay, pipe and direct TCP so that a slow spell of the
+ * machine hits all alike; medians are reported, ratios as the median of the
+ * per-round ratios. MB = 10^6 bytes.
  */
 #define G_LOG_DOMAIN "pipermesh-relay-bench"
 
@@ -35,12 +46,59 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "pm-relay.h"
 
-#define MESSAGE_SIZE (64 * 1024)
-#define WINDOW       32
+/* The relay's largest message, as a bulk sender batches. The frames written
+ * and read below take it to need the 64-bit length form (more than 64 KiB - 1). */
+#define MESSAGE_SIZE PM_RELAY_MAX_MESSAGE_SIZE
+G_STATIC_ASSERT (MESSAGE_SIZE > G_MAXUINT16);
+
+/* Target of relay_vs_tcp_pipe (relay beside the forwarded pipe). */
+#define TARGET_VS_TCP_PIPE 0.7
+
+/* Per-round figures, reported as medians under these JSON names. */
+enum {
+  RELAY_MBPS,
+  PIPE_MBPS,
+  DIRECT_MBPS,
+  VS_PIPE,
+  VS_DIRECT,
+  RELAY_CPU,
+  PIPE_CPU,
+  CPU_RATIO,
+  N_SERIES
+};
+
+static const char *const series_names[N_SERIES] = {
+  [RELAY_MBPS] = "relay_mbps",
+  [PIPE_MBPS] = "tcp_pipe_mbps",
+  [DIRECT_MBPS] = "tcp_direct_mbps",
+  [VS_PIPE] = "relay_vs_tcp_pipe",
+  [VS_DIRECT] = "relay_vs_tcp_direct",
+  [RELAY_CPU] = "relay_cpu_ns_per_byte",
+  [PIPE_CPU] = "tcp_pipe_cpu_ns_per_byte",
+  [CPU_RATIO] = "relay_vs_tcp_pipe_cpu",
+};
+
+typedef struct {
+  double mbps;
+  double cpu_ns_per_byte; /* of the forwarding child; 0 when there is none */
+} Round;
+
+/* CPU time (all threads, user + system) that process @pid has used. */
+static int64_t
+process_cpu_ns (pid_t pid)
+{
+  clockid_t       id;
+  struct timespec ts;
+
+  if (clock_getcpuclockid (pid, &id) != 0 || clock_gettime (id, &ts) != 0)
+    g_error ("no CPU clock for process %d", (int) pid);
+  return (int64_t) ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 /* --- Children ---------------------------------------------------------------- */
 
@@ -322,15 +380,15 @@ spin_ms (unsigned ms)
 typedef struct {
   int      fd;
   uint64_t total;
-  gboolean frame; /* prefix each 64 KiB with a masked client frame header */
+  gboolean frame;  /* prefix each 64 KiB with a masked client frame header */
+  uint8_t *buffer; /* what is written each time, made before the clock starts */
 } Sender;
 
-static gpointer
-tcp_sender (gpointer data)
+static void
+sender_prepare (Sender *s)
 {
-  Sender             *s = data;
-  const size_t        header = s->frame ? 14 : 0;
-  g_autofree uint8_t *buffer = g_malloc (header + MESSAGE_SIZE);
+  const size_t header = s->frame ? 14 : 0;
+  uint8_t     *buffer = g_malloc (header + MESSAGE_SIZE);
 
   if (s->frame)
     {
@@ -344,8 +402,17 @@ tcp_sender (gpointer data)
     }
   for (size_t i = header; i < header + MESSAGE_SIZE; i++)
     buffer[i] = (uint8_t) g_random_int ();
+  s->buffer = buffer;
+}
+
+static gpointer
+tcp_sender (gpointer data)
+{
+  Sender      *s = data;
+  const size_t size = (s->frame ? 14 : 0) + MESSAGE_SIZE;
+
   for (uint64_t sent = 0; sent < s->total; sent += MESSAGE_SIZE)
-    write_full (s->fd, buffer, header + MESSAGE_SIZE);
+    write_full (s->fd, s->buffer, size);
   return NULL;
 }
 
@@ -396,81 +463,116 @@ ws_connect_raw (unsigned    port,
   return fd;
 }
 
-/* MB/s of @total payload bytes from A to B through the relay. A and B are
- * the same blocking sender and reader as in tcp_round(): A writes ready-made
- * client frames (64 KiB binary, masked with a zero key), B reads and counts
- * the server's frames (10-byte header + 64 KiB). */
-static double
+/* Reads from @fd until @expect bytes have come. */
+static void
+read_count (int         fd,
+            uint64_t    expect,
+            const char *what)
+{
+  g_autofree uint8_t *buffer = g_malloc (MESSAGE_SIZE);
+  uint64_t            received = 0;
+
+  while (received < expect)
+    {
+      ssize_t r = read (fd, buffer, MESSAGE_SIZE);
+
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        g_error ("%s closed early", what);
+      received += (uint64_t) r;
+    }
+}
+
+/* Sends @total payload bytes from @s->fd's sender thread to @in, which
+ * receives @expect bytes, and times it. @forwarder is the child in between,
+ * or 0. */
+static Round
+timed_transfer (Sender     *s,
+                int         in,
+                uint64_t    expect,
+                pid_t       forwarder,
+                const char *what)
+{
+  int64_t  cpu, start;
+  GThread *thread;
+  double   seconds;
+  Round    round = { 0 };
+
+  sender_prepare (s);
+  cpu = forwarder != 0 ? process_cpu_ns (forwarder) : 0;
+  start = g_get_monotonic_time ();
+  thread = g_thread_new ("sender", tcp_sender, s);
+
+  read_count (in, expect, what);
+  seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
+  if (forwarder != 0)
+    round.cpu_ns_per_byte = (double) (process_cpu_ns (forwarder) - cpu) / (double) s->total;
+  g_thread_join (thread);
+  g_free (s->buffer);
+  close (s->fd);
+  close (in);
+  round.mbps = (double) s->total / seconds / 1e6;
+  return round;
+}
+
+/* @total payload bytes from A to B through the relay. A and B are the same
+ * blocking sender and reader as in the TCP rounds: A writes ready-made client
+ * frames (64 KiB binary, masked with a zero key: the relay unmasks all the
+ * same), B reads and counts the server's frames (10-byte header + 64 KiB). */
+static Round
 relay_round (unsigned port,
+             pid_t    forwarder,
              uint64_t total,
              unsigned round)
 {
-  g_autofree char    *a = g_strdup_printf ("tput-a%u", round);
-  g_autofree char    *b = g_strdup_printf ("tput-b%u", round);
-  uint64_t            n = total / MESSAGE_SIZE;
-  uint64_t            expect = n * (10 + MESSAGE_SIZE), received = 0;
-  g_autofree uint8_t *buffer = g_malloc (MESSAGE_SIZE);
-  Sender              s = { 0 };
-  GThread            *thread;
-  int                 in;
-  int64_t             start;
-  double              seconds;
+  g_autofree char *a = g_strdup_printf ("tput-a%u", round);
+  g_autofree char *b = g_strdup_printf ("tput-b%u", round);
+  uint64_t         n = total / MESSAGE_SIZE;
+  Sender           s = { 0 };
+  int              in;
 
   in = ws_connect_raw (port, b, a);
   s.fd = ws_connect_raw (port, a, b);
-  s.total = total;
+  s.total = n * MESSAGE_SIZE;
   s.frame = TRUE;
-  start = g_get_monotonic_time ();
-  thread = g_thread_new ("relay-sender", tcp_sender, &s);
-  while (received < expect)
-    {
-      ssize_t r = read (in, buffer, MESSAGE_SIZE);
-
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r <= 0)
-        g_error ("relay closed early");
-      received += (uint64_t) r;
-    }
-  seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
-  g_thread_join (thread);
-  close (s.fd);
-  close (in);
-  return (double) total / seconds / 1e6;
+  return timed_transfer (&s, in, n * (10 + MESSAGE_SIZE), forwarder, "relay");
 }
 
-/* MB/s of @total bytes through the plain TCP pipe. */
-static double
-tcp_round (unsigned port,
-           uint64_t total)
+/* @total bytes through the plain TCP pipe child. */
+static Round
+tcp_pipe_round (unsigned port,
+                pid_t    forwarder,
+                uint64_t total)
 {
-  Sender              s = { connect_loopback (port), total, FALSE };
-  int                 in;
-  g_autofree uint8_t *buffer = g_malloc (MESSAGE_SIZE);
-  uint64_t            received = 0;
-  GThread            *thread;
-  int64_t             start;
-  double              seconds;
+  Sender s = { connect_loopback (port), total, FALSE };
+  int    in;
 
   usleep (10000); /* the pipe accepts the sender first */
   in = connect_loopback (port);
-  start = g_get_monotonic_time ();
-  thread = g_thread_new ("tcp-sender", tcp_sender, &s);
-  while (received < total)
-    {
-      ssize_t r = read (in, buffer, MESSAGE_SIZE);
+  return timed_transfer (&s, in, total, forwarder, "tcp pipe");
+}
 
-      if (r < 0 && errno == EINTR)
-        continue;
-      if (r <= 0)
-        g_error ("tcp pipe closed early");
-      received += (uint64_t) r;
-    }
-  seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
-  g_thread_join (thread);
-  close (s.fd);
-  close (in);
-  return (double) total / seconds / 1e6;
+/* @total bytes over one loopback connection from A to B, nothing between. */
+static Round
+tcp_direct_round (uint64_t total)
+{
+  g_autoptr (GError) error = NULL;
+  unsigned port;
+  g_autoptr (GSocket) listener = listen_loopback (&port);
+  g_autoptr (GSocket) accepted = NULL;
+  Sender s = { 0 };
+  int    in;
+
+  g_socket_set_blocking (listener, TRUE);
+  s.fd = connect_loopback (port);
+  s.total = total;
+  accepted = g_socket_accept (listener, NULL, &error);
+  if (accepted == NULL)
+    g_error ("accept: %s", error->message);
+  in = dup (g_socket_get_fd (accepted));
+  set_blocking (in);
+  return timed_transfer (&s, in, total, 0, "direct TCP");
 }
 
 static int
@@ -516,17 +618,16 @@ main (int    argc,
   };
   g_autoptr (GOptionContext) context = g_option_context_new ("- PiperMesh relay benchmark");
   g_autoptr (GError) error = NULL;
-  int                control[2], reply[2], pipe_reply[2];
-  pid_t              relay_pid, pipe_pid;
-  uint16_t           relay_port, pipe_port;
-  g_autofree double *relay_mbps = NULL;
-  g_autofree double *tcp_mbps = NULL;
-  g_autofree double *ratios = NULL;
-  uint64_t           total, before[2], after[2];
-  SoupSession       *session;
-  Client            *idle;
-  GPtrArray         *idle_sessions;
-  struct rlimit      rl;
+  int           control[2], reply[2], pipe_reply[2];
+  pid_t         relay_pid, pipe_pid;
+  uint16_t      relay_port, pipe_port;
+  double       *series[N_SERIES];
+  double        med[N_SERIES];
+  uint64_t      total, before[2], after[2];
+  SoupSession  *session;
+  Client       *idle;
+  GPtrArray    *idle_sessions;
+  struct rlimit rl;
 
   g_option_context_add_main_entries (context, entries, NULL);
   if (!g_option_context_parse (context, &argc, &argv, &error))
@@ -564,14 +665,27 @@ main (int    argc,
 
   session = g_object_new (SOUP_TYPE_SESSION, "max-conns", 4096, "max-conns-per-host", 4096, NULL);
   total = (uint64_t) mib * 1024 * 1024;
-  relay_mbps = g_new (double, rounds);
-  tcp_mbps = g_new (double, rounds);
-  ratios = g_new (double, rounds);
+  for (int i = 0; i < N_SERIES; i++)
+    series[i] = g_new (double, rounds);
   for (int r = 0; r < rounds; r++)
     {
-      relay_mbps[r] = relay_round (relay_port, total, (unsigned) r);
-      tcp_mbps[r] = tcp_round (pipe_port, total);
-      ratios[r] = relay_mbps[r] / tcp_mbps[r];
+      Round relay = relay_round (relay_port, relay_pid, total, (unsigned) r);
+      Round piped = tcp_pipe_round (pipe_port, pipe_pid, total);
+      Round direct = tcp_direct_round (total);
+
+      series[RELAY_MBPS][r] = relay.mbps;
+      series[PIPE_MBPS][r] = piped.mbps;
+      series[DIRECT_MBPS][r] = direct.mbps;
+      series[VS_PIPE][r] = relay.mbps / piped.mbps;
+      series[VS_DIRECT][r] = relay.mbps / direct.mbps;
+      series[RELAY_CPU][r] = relay.cpu_ns_per_byte;
+      series[PIPE_CPU][r] = piped.cpu_ns_per_byte;
+      series[CPU_RATIO][r] = relay.cpu_ns_per_byte / piped.cpu_ns_per_byte;
+    }
+  for (int i = 0; i < N_SERIES; i++)
+    {
+      med[i] = median (series[i], (unsigned) rounds);
+      g_free (series[i]);
     }
 
   /* Idle sessions: pair them, let everything settle, compare. */
@@ -597,9 +711,6 @@ main (int    argc,
   child_memory (control[1], reply[0], after);
 
   {
-    double relay = median (relay_mbps, (unsigned) rounds);
-    double tcp = median (tcp_mbps, (unsigned) rounds);
-    double ratio = median (ratios, (unsigned) rounds);
     double heap = (double) (after[0] > before[0] ? after[0] - before[0] : 0) / idle_pairs;
     double rss = (double) (after[1] > before[1] ? after[1] - before[1] : 0) / idle_pairs;
 
@@ -611,12 +722,13 @@ main (int    argc,
         g_autofree char *text = NULL;
 
         json_builder_begin_object (builder);
-        json_builder_set_member_name (builder, "relay_mbps");
-        json_builder_add_double_value (builder, relay);
-        json_builder_set_member_name (builder, "tcp_pipe_mbps");
-        json_builder_add_double_value (builder, tcp);
-        json_builder_set_member_name (builder, "relay_vs_tcp_pipe");
-        json_builder_add_double_value (builder, ratio);
+        for (int i = 0; i < N_SERIES; i++)
+          {
+            json_builder_set_member_name (builder, series_names[i]);
+            json_builder_add_double_value (builder, med[i]);
+          }
+        json_builder_set_member_name (builder, "relay_vs_tcp_pipe_target");
+        json_builder_add_double_value (builder, TARGET_VS_TCP_PIPE);
         json_builder_set_member_name (builder, "idle_session_heap_bytes");
         json_builder_add_double_value (builder, heap);
         json_builder_set_member_name (builder, "idle_session_rss_bytes");
@@ -638,9 +750,15 @@ main (int    argc,
       }
     else
       {
-        g_print ("relay, one pair:        %8.1f MB/s\n", relay);
-        g_print ("plain TCP pipe:         %8.1f MB/s\n", tcp);
-        g_print ("relay / TCP pipe:       %8.2f (target >= 0.7)\n", ratio);
+        g_print ("relay, one pair:        %8.1f MB/s\n", med[RELAY_MBPS]);
+        g_print ("TCP pipe (forwarded):   %8.1f MB/s\n", med[PIPE_MBPS]);
+        g_print ("TCP direct (no hop):    %8.1f MB/s\n", med[DIRECT_MBPS]);
+        g_print ("relay / TCP pipe:       %8.2f (target >= %.1f)\n", med[VS_PIPE],
+                 TARGET_VS_TCP_PIPE);
+        g_print ("relay / TCP direct:     %8.2f (context only)\n", med[VS_DIRECT]);
+        g_print ("forwarder CPU, relay:   %8.3f ns per byte\n", med[RELAY_CPU]);
+        g_print ("forwarder CPU, pipe:    %8.3f ns per byte\n", med[PIPE_CPU]);
+        g_print ("relay / pipe CPU:       %8.2f\n", med[CPU_RATIO]);
         g_print ("idle session, heap:     %8.0f bytes (target <= 65536)\n", heap);
         g_print ("idle session, RSS:      %8.0f bytes\n", rss);
         g_print ("(%d rounds of %d MiB, %d idle pairs)\n", rounds, mib, idle_pairs);
