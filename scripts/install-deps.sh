@@ -21,7 +21,7 @@ TEST_PKGS="
   clang libclang-rt-14-dev llvm
   clang-format python3
   dbus dbus-x11 gnome-keyring
-  stun-client sqlite3
+  stun-client sqlite3 wrk
 "
 
 PKGS="$BUILD_PKGS"

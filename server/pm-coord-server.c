@@ -31,6 +31,9 @@ G_DEFINE_QUARK (pm-coord-server-error-quark, pm_coord_server_error)
 #define TOKEN_MAX_LEN    128
 /* Size of the wake rate-limit table past which expired entries are dropped. */
 #define PRUNE_LAST_WAKE_AT 1024
+/* Parsed candidate lists (at most PM_COORD_MAX_ADDRESSES addresses each) kept
+ * for GET /v1/mesh/devices; the cache is emptied when it reaches this size. */
+#define CANDIDATES_CACHE_MAX 4096
 
 /* --- Refusals: HTTP status and error code, counted for /metrics ---------- */
 
@@ -174,6 +177,7 @@ struct _PmCoordServer {
 
   GHashTable *wake_polls; /* device id → GPtrArray of WakePoll, oldest first */
   GHashTable *last_wake;  /* target device id → int64 monotonic µs, boxed */
+  GHashTable *candidates; /* stored candidates JSON text → sealed JsonNode (object) */
 
   uint64_t requests[N_ROUTES];
   uint64_t refused[N_REFUSALS];
@@ -944,6 +948,37 @@ handle_enroll (Request *req)
   respond_builder (req->msg, SOUP_STATUS_CREATED, builder);
 }
 
+/* The stored candidates JSON of a device as a node for the listing, or NULL
+ * if there are none (or they are not a JSON object). Listings are read far
+ * more often than candidates change, and parsing was most of a listing's
+ * cost: each distinct text is parsed once and the sealed tree is shared. */
+static JsonNode *
+candidates_node (PmCoordServer *self,
+                 const char    *text)
+{
+  JsonNode *node;
+
+  if (text == NULL)
+    return NULL;
+  node = g_hash_table_lookup (self->candidates, text);
+  if (node == NULL)
+    {
+      node = json_from_string (text, NULL);
+      if (node == NULL || !JSON_NODE_HOLDS_OBJECT (node))
+        {
+          g_clear_pointer (&node, json_node_unref);
+          return NULL;
+        }
+      json_node_seal (node);
+      if (g_hash_table_size (self->candidates) >= CANDIDATES_CACHE_MAX)
+        g_hash_table_remove_all (self->candidates);
+      g_hash_table_insert (self->candidates, g_strdup (text), node);
+    }
+  /* A new node over the same immutable object: the response tree may set
+   * its parent, the cached one stays untouched. */
+  return json_node_copy (node);
+}
+
 static void
 add_device (PmCoordServer        *self,
             JsonBuilder          *builder,
@@ -982,12 +1017,10 @@ add_device (PmCoordServer        *self,
   json_builder_add_boolean_value (builder, online);
   json_builder_set_member_name (builder, "candidates");
   {
-    g_autoptr (JsonNode) candidates = NULL;
+    JsonNode *candidates = candidates_node (self, device->candidates);
 
-    if (device->candidates != NULL)
-      candidates = json_from_string (device->candidates, NULL);
-    if (candidates != NULL && JSON_NODE_HOLDS_OBJECT (candidates))
-      json_builder_add_value (builder, g_steal_pointer (&candidates));
+    if (candidates != NULL)
+      json_builder_add_value (builder, candidates);
     else
       json_builder_add_null_value (builder);
   }
@@ -1520,6 +1553,7 @@ pm_coord_server_finalize (GObject *object)
 
   g_clear_pointer (&self->wake_polls, g_hash_table_unref);
   g_clear_pointer (&self->last_wake, g_hash_table_unref);
+  g_clear_pointer (&self->candidates, g_hash_table_unref);
   g_clear_object (&self->cancellable);
 
   G_OBJECT_CLASS (pm_coord_server_parent_class)->finalize (object);
@@ -1541,6 +1575,8 @@ pm_coord_server_init (PmCoordServer *self)
   self->wake_polls = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                             (GDestroyNotify) g_ptr_array_unref);
   self->last_wake = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
+  self->candidates = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                            (GDestroyNotify) json_node_unref);
   self->cancellable = g_cancellable_new ();
 }
 

@@ -17,6 +17,7 @@
 
 #define WAIT_MS      10000
 #define WAKE_POLL_MS 300
+#define MARKER_LEN   32
 
 typedef struct {
   char            *dir;
@@ -30,7 +31,60 @@ typedef struct {
   char            *key_a, *key_b;
   /* Enrolled devices: a1, a2 in account A; b1 in account B. */
   char *a1, *a1_token, *a2, *a2_token, *b1, *b1_token;
+  /* Set by tests that send a payload marker: the teardown checks the closed
+   * database and the whole log for it again. */
+  GBytes *marker;
 } Fixture;
+
+/* --- Log capture ------------------------------------------------------------ */
+
+/* While not NULL, every log record (debug included) is appended here. */
+static GString *captured_log;
+
+static GLogWriterOutput
+capture_writer (GLogLevelFlags   level,
+                const GLogField *fields,
+                gsize            n_fields,
+                gpointer         user_data)
+{
+  if (captured_log != NULL)
+    {
+      for (gsize i = 0; i < n_fields; i++)
+        {
+          g_string_append (captured_log, fields[i].key);
+          g_string_append_c (captured_log, '=');
+          if (fields[i].length < 0)
+            g_string_append (captured_log, fields[i].value);
+          else
+            g_string_append_len (captured_log, fields[i].value, fields[i].length);
+          g_string_append_c (captured_log, ' ');
+        }
+      g_string_append_c (captured_log, '\n');
+      /* Debug and info are captured only: the test output stays quiet. */
+      if (level & (G_LOG_LEVEL_DEBUG | G_LOG_LEVEL_INFO))
+        return G_LOG_WRITER_HANDLED;
+    }
+  return g_log_writer_default (level, fields, n_fields, user_data);
+}
+
+/* Captures every log record, debug included, until capture_stop(). */
+static void
+capture_start (void)
+{
+  g_assert_null (captured_log);
+  captured_log = g_string_new (NULL);
+  g_log_set_debug_enabled (TRUE);
+}
+
+static GString *
+capture_stop (void)
+{
+  GString *log = g_steal_pointer (&captured_log);
+
+  g_assert_nonnull (log);
+  g_log_set_debug_enabled (FALSE);
+  return log;
+}
 
 /* --- Bounded waiting --------------------------------------------------------- */
 
@@ -344,6 +398,12 @@ fixture_setup (Fixture      *f,
   enroll (f, f->key_b, "bobs-box", &f->b1, &f->b1_token);
 }
 
+static void assert_no_marker_in_files (Fixture *f);
+static void assert_no_marker_in (const char *where,
+                                 const void *data,
+                                 size_t      len,
+                                 GBytes     *marker);
+
 static void
 fixture_teardown (Fixture      *f,
                   gconstpointer data)
@@ -355,6 +415,15 @@ fixture_teardown (Fixture      *f,
   /* Let closed connections and cancelled operations finish. */
   while (g_main_context_iteration (NULL, FALSE))
     ;
+  if (f->marker != NULL)
+    {
+      g_autoptr (GString) log = capture_stop ();
+
+      /* Closed now: the last connection checkpointed the WAL into the file. */
+      assert_no_marker_in_files (f);
+      assert_no_marker_in ("the log", log->str, log->len, f->marker);
+      g_clear_pointer (&f->marker, g_bytes_unref);
+    }
   g_unlink (f->db_path);
   {
     g_autofree char *wal = g_strconcat (f->db_path, "-wal", NULL);
@@ -653,6 +722,33 @@ test_candidates (Fixture      *f,
   g_assert_nonnull (candidates);
   g_assert_cmpuint (json_array_get_length (json_object_get_array_member (candidates, "addresses")), ==, 2);
   g_assert_false (json_object_get_boolean_member (candidates, "mappingVariesByDestination"));
+
+  /* Listings share parsed candidates: a new list shows up at once, and the
+   * same list again (now parsed already) reads the same. */
+  g_clear_pointer (&p, pending_free);
+  p = request (f, "PUT", own, f->a1_token,
+               "{\"addresses\":[\"192.0.2.11:41641\"],\"mappingVariesByDestination\":true}");
+  g_assert_cmpuint (status_of (p), ==, 200);
+  for (int i = 0; i < 2; i++)
+    {
+      g_clear_pointer (&root, json_object_unref);
+      devices = list_devices (f, f->a2_token, &root);
+      candidates = json_object_get_object_member (find_device (devices, f->a1), "candidates");
+      g_assert_nonnull (candidates);
+      g_assert_cmpstr (json_array_get_string_element (json_object_get_array_member (candidates, "addresses"), 0),
+                       ==, "192.0.2.11:41641");
+      g_assert_cmpuint (json_array_get_length (json_object_get_array_member (candidates, "addresses")), ==, 1);
+      g_assert_true (json_object_get_boolean_member (candidates, "mappingVariesByDestination"));
+      g_assert_true (json_object_get_null_member (candidates, "mapped"));
+    }
+  g_clear_pointer (&p, pending_free);
+  p = request (f, "PUT", own, f->a1_token,
+               "{\"addresses\":[\"192.0.2.10:41641\",\"[2001:DB8::1]:41641\"],"
+               "\"mapped\":\"203.0.113.7:41641\",\"mappingVariesByDestination\":false}");
+  g_assert_cmpuint (status_of (p), ==, 200);
+  g_clear_pointer (&device, pm_device_record_free);
+  device = pm_store_get_device (PM_STORE (f->store), f->a1, &error);
+  g_assert_no_error (error);
 
   /* Refusals: the stored JSON (part of the snapshot) stays as it was. */
   refused (f, "PUT", own, f->a1_token, "{\"addresses\":[", 400, "invalid_json");
@@ -1077,6 +1173,110 @@ test_refusal_matrix (Fixture      *f,
     }
 }
 
+/* --- Payload markers ------------------------------------------------------------ */
+
+/* The forms in which a payload could end up in a file or a log line: the raw
+ * bytes, hex (both cases) and base64 (standard and URL-safe, without the
+ * padding so that padded and unpadded forms both match). */
+static GPtrArray *
+marker_forms (GBytes *marker)
+{
+  size_t           len;
+  const uint8_t   *data = g_bytes_get_data (marker, &len);
+  GPtrArray       *forms = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  GString         *lower = g_string_new (NULL);
+  g_autofree char *upper = NULL;
+  g_autofree char *base64 = g_base64_encode (data, len);
+  g_autofree char *base64url = NULL;
+
+  for (size_t i = 0; i < len; i++)
+    g_string_append_printf (lower, "%02x", data[i]);
+  upper = g_ascii_strup (lower->str, -1);
+  g_strdelimit (base64, "=", '\0');
+  base64url = g_strdup (base64);
+  g_strdelimit (base64url, "+", '-');
+  g_strdelimit (base64url, "/", '_');
+
+  g_ptr_array_add (forms, g_bytes_ref (marker));
+  g_ptr_array_add (forms, g_bytes_new (lower->str, lower->len));
+  g_ptr_array_add (forms, g_bytes_new (upper, strlen (upper)));
+  g_ptr_array_add (forms, g_bytes_new (base64, strlen (base64)));
+  g_ptr_array_add (forms, g_bytes_new (base64url, strlen (base64url)));
+  g_string_free (lower, TRUE);
+  return forms;
+}
+
+/* memmem() without _GNU_SOURCE. */
+static gboolean
+contains_bytes (const void *haystack,
+                size_t      len,
+                const void *needle,
+                size_t      needle_len)
+{
+  const uint8_t *h = haystack;
+
+  for (size_t i = 0; needle_len <= len && i <= len - needle_len; i++)
+    if (memcmp (h + i, needle, needle_len) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static void
+assert_no_marker_in (const char *where,
+                     const void *data,
+                     size_t      len,
+                     GBytes     *marker)
+{
+  g_autoptr (GPtrArray) forms = marker_forms (marker);
+  static const char *const names[] = { "raw", "hex", "HEX", "base64", "base64url" };
+
+  g_assert_cmpuint (forms->len, ==, G_N_ELEMENTS (names));
+  for (unsigned i = 0; i < forms->len; i++)
+    {
+      size_t      form_len;
+      const void *form = g_bytes_get_data (forms->pdata[i], &form_len);
+
+      if (contains_bytes (data, len, form, form_len))
+        g_error ("The payload marker (%s) is in %s", names[i], where);
+    }
+}
+
+/* Reads the database file and its -wal and -shm files (when they exist) as
+ * bytes; none may hold the marker. */
+static void
+assert_no_marker_in_files (Fixture *f)
+{
+  static const char *const suffixes[] = { "", "-wal", "-shm" };
+
+  for (size_t i = 0; i < G_N_ELEMENTS (suffixes); i++)
+    {
+      g_autofree char *path = g_strconcat (f->db_path, suffixes[i], NULL);
+      g_autofree char *contents = NULL;
+      size_t           len = 0;
+      g_autoptr (GError) error = NULL;
+
+      if (!g_file_get_contents (path, &contents, &len, &error))
+        {
+          /* Only -wal and -shm may be missing (the last close removes them). */
+          g_assert_error (error, G_FILE_ERROR, G_FILE_ERROR_NOENT);
+          g_assert_cmpstr (suffixes[i], !=, "");
+          continue;
+        }
+      g_test_message ("%s: %zu bytes, no marker", path, len);
+      assert_no_marker_in (path, contents, len, f->marker);
+    }
+}
+
+static GBytes *
+random_marker (void)
+{
+  uint8_t data[MARKER_LEN];
+
+  for (size_t i = 0; i < sizeof data; i++)
+    data[i] = (uint8_t) g_random_int_range (0, 256);
+  return g_bytes_new (data, sizeof data);
+}
+
 static void
 test_relay (Fixture      *f,
             gconstpointer data)
@@ -1092,6 +1292,11 @@ test_relay (Fixture      *f,
   g_autoptr (WsClient) c2 = NULL;
   g_autoptr (GBytes) payload = g_bytes_new_static ("\x01\x02\x03ciphertext", 13);
   g_autoptr (Pending) p = NULL;
+
+  /* Every log record from here to the teardown is kept (debug included) and
+   * searched for the payload marker. */
+  capture_start ();
+  f->marker = random_marker ();
 
   /* Refused before the upgrade, with the API's status codes. */
   g_assert_null (no_token->ws);
@@ -1123,11 +1328,29 @@ test_relay (Fixture      *f,
   spin_until (ws_has_message, c2, WAIT_MS);
   g_assert_true (g_bytes_equal (c2->received, payload));
 
+  /* The marker, both ways. */
+  g_clear_pointer (&c2->received, g_bytes_unref);
+  soup_websocket_connection_send_message (c1->ws, SOUP_WEBSOCKET_DATA_BINARY, f->marker);
+  spin_until (ws_has_message, c2, WAIT_MS);
+  g_assert_true (g_bytes_equal (c2->received, f->marker));
+  soup_websocket_connection_send_message (c2->ws, SOUP_WEBSOCKET_DATA_BINARY, f->marker);
+  spin_until (ws_has_message, c1, WAIT_MS);
+  g_assert_true (g_bytes_equal (c1->received, f->marker));
+
   /* Revoking a2 closes its pipes. */
   p = request (f, "DELETE", a2_path, f->a1_token, NULL);
   g_assert_cmpuint (status_of (p), ==, 204);
   spin_until (ws_is_closed, c1, WAIT_MS);
   spin_until (ws_is_closed, c2, WAIT_MS);
+
+  /* The relay never stored or logged the payload: not in the database, its
+   * WAL or its shared-memory index (the store is still open), nor in any log
+   * record so far. The teardown looks again once everything is closed. */
+  assert_no_marker_in_files (f);
+  g_assert_nonnull (captured_log);
+  assert_no_marker_in ("the log", captured_log->str, captured_log->len, f->marker);
+  /* The capture did see the relay and the API at work (debug included). */
+  g_assert_nonnull (strstr (captured_log->str, "GLIB_DOMAIN=pipermesh-"));
 }
 
 static void
@@ -1236,6 +1459,8 @@ int
 main (int    argc,
       char **argv)
 {
+  /* Forwards to the default writer unless a test captures the log. */
+  g_log_set_writer_func (capture_writer, NULL, NULL);
   g_test_init (&argc, &argv, NULL);
 
 #define ADD(path, func) g_test_add (path, Fixture, NULL, fixture_setup, func, fixture_teardown)
