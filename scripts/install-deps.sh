@@ -21,7 +21,7 @@ TEST_PKGS="
   clang libclang-rt-14-dev llvm
   clang-format python3
   dbus dbus-x11 gnome-keyring
-  stun-client sqlite3 wrk
+  stun-client sqlite3 openssl wrk
 "
 
 PKGS="$BUILD_PKGS"

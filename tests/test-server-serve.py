@@ -172,6 +172,58 @@ def main():
         subprocess.run(["rm", "-rf", tmp])
 
 
+def tls():
+    """serve with --tls-cert/--tls-key on a wildcard address answers HTTPS
+    (checked against the certificate) and nothing in clear."""
+    import shutil
+    import ssl
+    if shutil.which("openssl") is None:
+        print("# openssl is not installed: TLS case skipped")
+        return
+    tmp = tempfile.mkdtemp(prefix="pm-serve-tls-")
+    cert, keyfile = os.path.join(tmp, "cert.pem"), os.path.join(tmp, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", keyfile, "-out", cert], check=True, capture_output=True, timeout=20)
+    proc = subprocess.Popen([SERVER, "--db", os.path.join(tmp, "db"), "serve", "--listen", "0.0.0.0:0",
+                             "--stun", "off", "--tls-cert", cert, "--tls-key", keyfile],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        deadline = time.monotonic() + 15
+        while port is None and time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stdout.readline()
+            m = re.search(r"API and relay on https://[^:]+:(\d+)", line)
+            if m:
+                port = int(m.group(1))
+        if not ok(port, "serve with TLS starts on a wildcard address"):
+            return
+        context = ssl.create_default_context(cafile=cert)
+        with urllib.request.urlopen(f"https://127.0.0.1:{port}/healthz", context=context, timeout=10) as r:
+            ok(r.status == 200, "HTTPS answers with the configured certificate")
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
+            ok(False, "plain HTTP is refused on the TLS port")
+        except (urllib.error.URLError, ConnectionError, http_client_errors()):
+            ok(True, "plain HTTP is refused on the TLS port")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            code = proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            code = None
+        ok(code == 0, f"the TLS server stops cleanly (exit {code})")
+        subprocess.run(["rm", "-rf", tmp])
+
+
+def http_client_errors():
+    import http.client
+    return http.client.HTTPException
+
+
 main()
+tls()
 print(f"1..{len(tests)}")
 sys.exit(0 if all(c for c, _ in tests) else 1)
