@@ -186,9 +186,16 @@ def tls():
                     "-nodes", "-days", "1", "-subj", "/CN=localhost",
                     "-addext", "subjectAltName=IP:127.0.0.1",
                     "-keyout", keyfile, "-out", cert], check=True, capture_output=True, timeout=20)
+    # Under ASan, LeakSanitizer's own tracer crashes (signal 11 in StopTheWorld)
+    # at the exit of a process that ran GnuTLS through glib-networking, so the
+    # leak check is off for this one process; AddressSanitizer stays on, and
+    # the plain-HTTP server above is leak-checked.
+    env = dict(os.environ)
+    if "ASAN_OPTIONS" in env:
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
     proc = subprocess.Popen([SERVER, "--db", os.path.join(tmp, "db"), "serve", "--listen", "0.0.0.0:0",
                              "--stun", "off", "--tls-cert", cert, "--tls-key", keyfile],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         port = None
         deadline = time.monotonic() + 15
@@ -215,6 +222,9 @@ def tls():
             proc.kill()
             code = None
         ok(code == 0, f"the TLS server stops cleanly (exit {code})")
+        if code != 0:
+            for line in proc.stderr.read().splitlines()[-60:]:
+                print("# " + line)
         subprocess.run(["rm", "-rf", tmp])
 
 
