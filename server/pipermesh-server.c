@@ -431,6 +431,7 @@ cmd_serve (GlobalOptions *global,
   if (store == NULL || !pm_store_get_counts (store, &counts, &error))
     return failed (error->message);
 
+  pm_relay_tune_allocator ();
   relay = pm_relay_new (&relay_limits);
   api = pm_coord_server_new (store, relay, NULL);
   if (!pm_coord_server_listen (api, listen, tls, &error))

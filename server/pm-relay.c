@@ -813,10 +813,15 @@ pm_relay_finalize (GObject *object)
   G_OBJECT_CLASS (pm_relay_parent_class)->finalize (object);
 }
 
-/* See PM_RELAY_MALLOC_MMAP_THRESHOLD. Process-wide, which is what it has to
- * be: the buffers are libsoup's. */
-static void
-tune_allocator (void)
+/**
+ * pm_relay_tune_allocator:
+ * Keeps libsoup's per-message 128 KiB buffers in the heap (see
+ * PM_RELAY_MALLOC_MMAP_THRESHOLD). It changes the whole process's allocator,
+ * so the program that runs the relay calls it once, from main(); the library
+ * never does it behind its caller's back.
+ */
+void
+pm_relay_tune_allocator (void)
 {
 #ifdef __GLIBC__
   if (mallopt (M_MMAP_THRESHOLD, PM_RELAY_MALLOC_MMAP_THRESHOLD) == 0 ||
@@ -832,7 +837,6 @@ pm_relay_class_init (PmRelayClass *klass)
 
   object_class->dispose = pm_relay_dispose;
   object_class->finalize = pm_relay_finalize;
-  tune_allocator ();
 }
 
 static void

@@ -38,8 +38,8 @@ G_BEGIN_DECLS
  * the pongs) for PM_RELAY_DEAD_AFTER_PINGS intervals is closed as dead. */
 #define PM_RELAY_KEEPALIVE_INTERVAL_S 30
 #define PM_RELAY_DEAD_AFTER_PINGS     3
-/* glibc allocator settings for the process the relay runs in (set once, when
- * the first PmRelay is made). For each 64 KiB message libsoup allocates and
+/* glibc allocator settings for the process the relay runs in (set by
+ * pm_relay_tune_allocator(), which pipermesh-server serve calls from main()). For each 64 KiB message libsoup allocates and
  * frees two 128 KiB buffers (GByteArray rounds 64 KiB + a header up to a power
  * of two). With glibc's defaults each of them goes back to the kernel when
  * freed (munmap, or a heap trim) and returns as fresh pages that fault in
@@ -116,6 +116,7 @@ typedef struct {
 G_DECLARE_FINAL_TYPE (PmRelay, pm_relay, PM, RELAY, GObject)
 
 PmRelay *pm_relay_new (const PmRelayLimits *limits);
+void     pm_relay_tune_allocator (void);
 
 gboolean pm_relay_accept (PmRelay           *relay,
                           SoupServerMessage *msg,

@@ -236,6 +236,7 @@ relay_child (int control_in,
   pm_relay_limits_default (&limits);
   limits.account_bytes_per_s = 0;
   limits.max_sessions_per_account = 0;
+  pm_relay_tune_allocator (); /* as pipermesh-server serve does */
   relay = pm_relay_new (&limits);
   server = soup_server_new (NULL, NULL);
   soup_server_add_handler (server, "/v1/mesh/relay", relay_handler, relay, NULL);
