@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "pm-address.h"
 #include "pm-coord-server.h"
 #include "pm-relay.h"
 #include "pm-store-sqlite.h"
@@ -402,13 +403,13 @@ cmd_serve (GlobalOptions *global,
     return usage_error (command, message);
   if (g_strcmp0 (stun, "off") != 0)
     {
-      stun_address = pm_coord_parse_socket_address (stun, TRUE);
+      stun_address = pm_address_parse (stun, TRUE);
       if (stun_address == NULL)
         return usage_error (command, "--stun must be IP:PORT (e.g. 0.0.0.0:3478) or off");
     }
   if (stun_alt != NULL)
     {
-      stun_alt_address = pm_coord_parse_socket_address (stun_alt, TRUE);
+      stun_alt_address = pm_address_parse (stun_alt, TRUE);
       if (stun_alt_address == NULL || stun_address == NULL)
         return usage_error (command, "--stun-alt must be IP:PORT, and needs --stun");
     }

@@ -3,6 +3,8 @@
 
 #include "pm-coord-server.h"
 
+#include "pm-address.h"
+
 #include <json-glib/json-glib.h>
 #include <string.h>
 
@@ -302,85 +304,12 @@ is_device_id (const char *text)
          strspn (text + 4, "0123456789abcdef") == DEVICE_ID_LEN - 4;
 }
 
-static gboolean
-parse_port (const char *text,
-            gboolean    allow_zero,
-            uint16_t   *out)
-{
-  size_t   len = strlen (text);
-  unsigned port = 0;
-
-  if (len == 0 || len > 5 || strspn (text, "0123456789") != len)
-    return FALSE;
-  if (len > 1 && text[0] == '0')
-    return FALSE;
-  for (size_t i = 0; i < len; i++)
-    port = port * 10 + (unsigned) (text[i] - '0');
-  if (port > 65535 || (port == 0 && !allow_zero))
-    return FALSE;
-  *out = (uint16_t) port;
-  return TRUE;
-}
-
-GInetSocketAddress *
-pm_coord_parse_socket_address (const char *text,
-                               gboolean    allow_port_zero)
-{
-  g_autofree char *host = NULL;
-  g_autoptr (GInetAddress) address = NULL;
-  const char *port_text;
-  uint16_t    port;
-
-  g_return_val_if_fail (text != NULL, NULL);
-
-  if (strlen (text) > 64)
-    return NULL;
-  if (text[0] == '[')
-    {
-      const char *end = strchr (text, ']');
-
-      if (end == NULL || end[1] != ':')
-        return NULL;
-      host = g_strndup (text + 1, (size_t) (end - text - 1));
-      port_text = end + 2;
-    }
-  else
-    {
-      const char *colon = strrchr (text, ':');
-
-      if (colon == NULL || strchr (text, ':') != colon)
-        return NULL;
-      host = g_strndup (text, (size_t) (colon - text));
-      port_text = colon + 1;
-    }
-  if (strchr (host, '%') != NULL || !parse_port (port_text, allow_port_zero, &port))
-    return NULL;
-  address = g_inet_address_new_from_string (host);
-  if (address == NULL)
-    return NULL;
-  /* "[1.2.3.4]:1" and "::1:80" are not ours. */
-  if ((text[0] == '[') != (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6))
-    return NULL;
-  return G_INET_SOCKET_ADDRESS (g_inet_socket_address_new (address, port));
-}
-
-static char *
-socket_address_to_string (GInetSocketAddress *address)
-{
-  GInetAddress    *ip = g_inet_socket_address_get_address (address);
-  g_autofree char *host = g_inet_address_to_string (ip);
-  unsigned         port = g_inet_socket_address_get_port (address);
-
-  if (g_inet_address_get_family (ip) == G_SOCKET_FAMILY_IPV6)
-    return g_strdup_printf ("[%s]:%u", host, port);
-  return g_strdup_printf ("%s:%u", host, port);
-}
 
 /* A candidate: a literal unicast address and a non-zero port, normalized. */
 static char *
 normalize_candidate (const char *text)
 {
-  g_autoptr (GInetSocketAddress) address = pm_coord_parse_socket_address (text, FALSE);
+  g_autoptr (GInetSocketAddress) address = pm_address_parse (text, FALSE);
   GInetAddress *ip;
 
   if (address == NULL)
@@ -388,7 +317,7 @@ normalize_candidate (const char *text)
   ip = g_inet_socket_address_get_address (address);
   if (g_inet_address_get_is_any (ip) || g_inet_address_get_is_multicast (ip))
     return NULL;
-  return socket_address_to_string (address);
+  return pm_address_to_string (address);
 }
 
 /* Refuses members of @object not in @allowed (NULL-terminated). */
@@ -1661,7 +1590,7 @@ pm_coord_server_listen (PmCoordServer   *self,
   g_return_val_if_fail (tls == NULL || G_IS_TLS_CERTIFICATE (tls), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  socket_address = pm_coord_parse_socket_address (address, TRUE);
+  socket_address = pm_address_parse (address, TRUE);
   if (socket_address == NULL)
     {
       g_set_error (error, PM_COORD_SERVER_ERROR, PM_COORD_SERVER_ERROR_INVALID_ADDRESS,

@@ -91,7 +91,5 @@ unsigned       pm_coord_server_get_wake_polls (PmCoordServer *self,
 
 /* Strict "IPv4:PORT" / "[IPv6]:PORT" with a literal address (no names, no
  * scope ids). Port 0 is accepted only if @allow_port_zero. */
-GInetSocketAddress *pm_coord_parse_socket_address (const char *text,
-                                                   gboolean    allow_port_zero);
 
 G_END_DECLS

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pm-address.h"
 #include "pm-coord-server.h"
 #include "pm-store-sqlite.h"
 
@@ -1429,18 +1430,18 @@ test_listen (void)
   g_assert_no_error (error);
   for (int i = 0; good[i] != NULL; i++)
     {
-      g_autoptr (GInetSocketAddress) address = pm_coord_parse_socket_address (good[i], FALSE);
+      g_autoptr (GInetSocketAddress) address = pm_address_parse (good[i], FALSE);
 
       g_assert_nonnull (address);
     }
   for (int i = 0; bad[i] != NULL; i++)
     {
-      g_autoptr (GInetSocketAddress) address = pm_coord_parse_socket_address (bad[i], FALSE);
+      g_autoptr (GInetSocketAddress) address = pm_address_parse (bad[i], FALSE);
 
       if (address != NULL)
         g_error ("“%s” was accepted", bad[i]);
     }
-  g_assert_null (pm_coord_parse_socket_address ("192.0.2.1:0", FALSE));
+  g_assert_null (pm_address_parse ("192.0.2.1:0", FALSE));
 
   server = pm_coord_server_new (PM_STORE (store), NULL, NULL);
   g_assert_false (pm_coord_server_listen (server, "0.0.0.0:0", NULL, &error));
