@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "pm-test-util.h"
 #include "pm-address.h"
 #include "pm-coord-server.h"
 #include "pm-store-sqlite.h"
@@ -89,35 +90,14 @@ capture_stop (void)
 
 /* --- Bounded waiting --------------------------------------------------------- */
 
-typedef gboolean (*Cond) (gpointer data);
-
-static gboolean
-on_deadline (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 static void
-spin_until (Cond     cond,
-            gpointer data,
-            unsigned timeout_ms)
+spin_until (PmTestCond cond,
+            gpointer   data,
+            unsigned   timeout_ms)
 {
-  gboolean expired = FALSE;
-  guint    id = g_timeout_add (timeout_ms, on_deadline, &expired);
-
-  while (!cond (data) && !expired)
-    g_main_context_iteration (NULL, TRUE);
-  if (!expired)
-    g_source_remove (id);
-  g_assert_false (expired);
+  g_assert_true (pm_test_spin_until (cond, data, timeout_ms));
 }
 
-static gboolean
-flag_is_set (gpointer data)
-{
-  return *(gboolean *) data;
-}
 
 /* --- HTTP client ------------------------------------------------------------- */
 
@@ -183,7 +163,7 @@ start (Fixture    *f,
 static void
 finish (Pending *p)
 {
-  spin_until (flag_is_set, &p->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &p->done, WAIT_MS);
   g_assert_no_error (p->error);
 }
 
@@ -903,7 +883,7 @@ test_wake (Fixture      *f,
   wake = json_object_get_object_member (object, "wake");
   g_assert_cmpstr (json_object_get_string_member (wake, "from"), ==, f->a1);
 
-  spin_until (flag_is_set, &push.got, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &push.got, WAIT_MS);
   g_assert_cmpstr (push.path, ==, "/up/abc123");
   expected = g_strdup_printf ("{\"type\":\"wake\",\"from\":\"%s\"}", f->a1);
   g_assert_cmpstr (push.body, ==, expected);
@@ -959,7 +939,7 @@ test_wake_timeout (Fixture      *f,
   while (pm_coord_server_get_wake_polls (f->server, f->a1) == 0)
     g_main_context_iteration (NULL, TRUE);
   g_clear_object (&f->server);
-  spin_until (flag_is_set, &poll->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &poll->done, WAIT_MS);
   g_assert_true (poll->error != NULL || status_of (poll) == 500);
 }
 
@@ -1069,7 +1049,7 @@ ws_connect (Fixture    *f,
     }
   soup_session_websocket_connect_async (f->session, c->msg, NULL, NULL, G_PRIORITY_DEFAULT, NULL,
                                         on_ws_connected, c);
-  spin_until (flag_is_set, &c->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &c->done, WAIT_MS);
   return c;
 }
 
@@ -1393,7 +1373,7 @@ test_relay_not_configured (void)
   }
   p.msg = g_object_ref (msg);
   soup_session_send_and_read_async (session, msg, G_PRIORITY_DEFAULT, NULL, on_sent, &p);
-  spin_until (flag_is_set, &p.done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &p.done, WAIT_MS);
   g_assert_cmpuint (soup_message_get_status (msg), ==, 503);
   g_clear_object (&p.msg);
   g_clear_pointer (&p.body, g_bytes_unref);

@@ -9,6 +9,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
+#include "pm-test-util.h"
 #include "pm-coord-client.h"
 #include "pm-coord-server.h"
 #include "pm-store-sqlite.h"
@@ -28,28 +29,12 @@ typedef struct {
 
 /* --- Bounded waiting ------------------------------------------------------- */
 
-typedef gboolean (*Cond) (gpointer data);
-
-static gboolean
-on_deadline (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 static void
-spin_until (Cond     cond,
-            gpointer data,
-            unsigned timeout_ms)
+spin_until (PmTestCond cond,
+            gpointer   data,
+            unsigned   timeout_ms)
 {
-  gboolean expired = FALSE;
-  guint    id = g_timeout_add (timeout_ms, on_deadline, &expired);
-
-  while (!cond (data) && !expired)
-    g_main_context_iteration (NULL, TRUE);
-  if (!expired)
-    g_source_remove (id);
-  g_assert_false (expired);
+  g_assert_true (pm_test_spin_until (cond, data, timeout_ms));
 }
 
 static gboolean

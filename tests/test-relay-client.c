@@ -12,6 +12,7 @@
 #include <glib/gstdio.h>
 #include <string.h>
 
+#include "pm-test-util.h"
 #include "pm-coord-server.h"
 #include "pm-frame.h"
 #include "pm-keypair.h"
@@ -35,35 +36,14 @@ typedef struct {
 
 /* --- Bounded waiting ------------------------------------------------------------ */
 
-typedef gboolean (*Cond) (gpointer data);
-
-static gboolean
-on_deadline (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 static void
-spin_until (Cond     cond,
-            gpointer data,
-            unsigned timeout_ms)
+spin_until (PmTestCond cond,
+            gpointer   data,
+            unsigned   timeout_ms)
 {
-  gboolean expired = FALSE;
-  unsigned id = g_timeout_add (timeout_ms, on_deadline, &expired);
-
-  while (!cond (data) && !expired)
-    g_main_context_iteration (NULL, TRUE);
-  if (!expired)
-    g_source_remove (id);
-  g_assert_false (expired);
+  g_assert_true (pm_test_spin_until (cond, data, timeout_ms));
 }
 
-static gboolean
-flag_is_set (gpointer data)
-{
-  return *(gboolean *) data;
-}
 
 static gboolean
 is_closed (gpointer data)
@@ -279,7 +259,7 @@ peer_connect (Fixture    *f,
 {
   Peer *p = peer_start (f, token, peer_id);
 
-  spin_until (flag_is_set, &p->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &p->done, WAIT_MS);
   return p;
 }
 
@@ -362,7 +342,7 @@ test_frames (Fixture      *f,
     }
   /* B's base URI ends with a slash: the same stream URL. */
   b = peer_start_at (base_slash, f->b_token, f->a);
-  spin_until (flag_is_set, &b->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &b->done, WAIT_MS);
   g_assert_no_error (b->error);
   wait_frames (b, sent_a->len);
   g_assert_cmpint (pm_relay_client_get_state (b->client), ==, PM_RELAY_CLIENT_STATE_CONNECTED);
@@ -516,8 +496,8 @@ test_session (Fixture      *f,
   End             ea = { 0 }, eb = { 0 };
   const unsigned  n = 200;
 
-  spin_until (flag_is_set, &a->done, WAIT_MS);
-  spin_until (flag_is_set, &b->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &b->done, WAIT_MS);
   g_assert_no_error (a->error);
   g_assert_no_error (b->error);
 
@@ -602,7 +582,7 @@ test_first_byte (Fixture      *f,
 
   end_init (&ea, &f->ka, &f->kb, NULL, a->client);
   end_init (&eb, &f->kb, &f->ka, NULL, b->client);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_no_error (a->error);
   g_assert_true (pm_session_send (ea.session, (const uint8_t *) hello, sizeof hello,
                                   g_get_monotonic_time (), &error));
@@ -662,12 +642,12 @@ test_local_refusals (Fixture      *f,
 
   /* http:// only on loopback; checked before any network. */
   insecure = peer_start_at ("http://192.0.2.1:8443", f->a_token, f->b);
-  spin_until (flag_is_set, &insecure->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &insecure->done, WAIT_MS);
   g_assert_error (insecure->error, PM_RELAY_CLIENT_ERROR, PM_RELAY_CLIENT_ERROR_INSECURE);
   g_assert_cmpint (pm_relay_client_get_state (insecure->client), ==,
                    PM_RELAY_CLIENT_STATE_DISCONNECTED);
   not_a_url = peer_start_at ("ftp://127.0.0.1", f->a_token, f->b);
-  spin_until (flag_is_set, &not_a_url->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &not_a_url->done, WAIT_MS);
   g_assert_error (not_a_url->error, PM_RELAY_CLIENT_ERROR, PM_RELAY_CLIENT_ERROR_INVALID_URI);
 
   /* Oversized frames are refused locally and the connection stays up. */
@@ -691,7 +671,7 @@ test_local_refusals (Fixture      *f,
   /* A second connect while open is refused. */
   a->done = FALSE;
   pm_relay_client_connect_async (a->client, NULL, on_connected, a);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_error (a->error, PM_RELAY_CLIENT_ERROR, PM_RELAY_CLIENT_ERROR_BUSY);
   g_assert_true (pm_relay_client_is_open (a->client));
 }
@@ -708,7 +688,7 @@ test_cancel (Fixture      *f,
   pm_relay_client_connect_async (a->client, cancellable, on_connected, a);
   g_assert_cmpint (pm_relay_client_get_state (a->client), ==, PM_RELAY_CLIENT_STATE_CONNECTING);
   g_cancellable_cancel (cancellable);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_error (a->error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
   g_assert_cmpint (pm_relay_client_get_state (a->client), ==, PM_RELAY_CLIENT_STATE_DISCONNECTED);
 
@@ -716,7 +696,7 @@ test_cancel (Fixture      *f,
   g_clear_error (&a->error);
   a->done = FALSE;
   pm_relay_client_connect_async (a->client, NULL, on_connected, a);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_no_error (a->error);
   g_assert_true (pm_relay_client_is_open (a->client));
 }
@@ -747,14 +727,14 @@ test_revoked (Fixture      *f,
   /* B's token is dead now: reconnecting is refused before the upgrade. */
   b->done = FALSE;
   pm_relay_client_connect_async (b->client, NULL, on_connected, b);
-  spin_until (flag_is_set, &b->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &b->done, WAIT_MS);
   g_assert_error (b->error, PM_RELAY_CLIENT_ERROR, PM_RELAY_CLIENT_ERROR_UNAUTHORIZED);
   g_assert_cmpuint (pm_relay_client_get_close_code (b->client), ==, 0);
   /* A's peer is gone from the account. */
   g_clear_error (&a->error);
   a->done = FALSE;
   pm_relay_client_connect_async (a->client, NULL, on_connected, a);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_error (a->error, PM_RELAY_CLIENT_ERROR, PM_RELAY_CLIENT_ERROR_NOT_FOUND);
 }
 
@@ -862,7 +842,7 @@ test_dead (void)
   a->client = pm_relay_client_new (base, "pmdt_silent", "dev_silent");
   pm_relay_client_set_keepalive (a->client, 1, 2);
   pm_relay_client_connect_async (a->client, NULL, on_connected, a);
-  spin_until (flag_is_set, &a->done, WAIT_MS);
+  spin_until (pm_test_flag_is_set, &a->done, WAIT_MS);
   g_assert_no_error (a->error);
   t0 = g_get_monotonic_time ();
   spin_until (is_closed, a->client, WAIT_MS);

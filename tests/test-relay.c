@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "pm-test-util.h"
 #include "pm-relay-stream.h"
 #include "pm-relay.h"
 
@@ -46,29 +47,13 @@ capture_writer (GLogLevelFlags   level,
 
 /* --- Main-loop helpers ------------------------------------------------------ */
 
-typedef gboolean (*Cond) (gpointer data);
-
-static gboolean
-on_deadline (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
 /* Iterates the default context until @cond holds or @ms pass. */
 static gboolean
-spin_until (Cond     cond,
-            gpointer data,
-            unsigned ms)
+spin_until (PmTestCond cond,
+            gpointer   data,
+            unsigned   ms)
 {
-  gboolean expired = FALSE;
-  guint    id = g_timeout_add (ms, on_deadline, &expired);
-
-  while (!cond (data) && !expired)
-    g_main_context_iteration (NULL, TRUE);
-  if (!expired)
-    g_source_remove (id);
-  return cond (data);
+  return pm_test_spin_until (cond, data, ms);
 }
 
 static gboolean
@@ -921,6 +906,16 @@ sink_behind (gpointer data)
   return *sent - sink->messages < 32;
 }
 
+static gboolean
+sink_caught_up (gpointer data)
+{
+  gpointer *pair = data;
+  Sink     *sink = pair[0];
+  unsigned *sent = pair[1];
+
+  return sink->messages >= *sent;
+}
+
 static void
 test_integrity (Fixture      *f,
                 gconstpointer data)
@@ -966,15 +961,7 @@ test_integrity (Fixture      *f,
         sent++;
       }
     }
-  while (sink.messages < n)
-    {
-      gboolean expired = FALSE;
-      guint    id = g_timeout_add (30000, on_deadline, &expired);
-
-      g_main_context_iteration (NULL, TRUE);
-      g_source_remove (id);
-      g_assert_false (expired);
-    }
+  g_assert_true (spin_until (sink_caught_up, pair, 120000));
   seconds = (double) (g_get_monotonic_time () - start) / G_USEC_PER_SEC;
   g_test_message ("256 MiB relayed in %.2f s (%.0f MB/s)", seconds, 268435456.0 / seconds / 1e6);
   g_assert_cmpuint (sink.bytes, ==, (uint64_t) n * size);
