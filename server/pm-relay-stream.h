@@ -10,9 +10,11 @@
  *  - PmRelayInputStream can be paused: while paused it reports "would block"
  *    and its GSource does not fire, so libsoup stops reading and TCP flow
  *    control pushes back on the sender. It also follows the WebSocket frame
- *    headers going by (never the payload) and stops, before the header of the
- *    offending frame reaches libsoup, a data message longer than the limit —
- *    whole or assembled from fragments.
+ *    headers going by (never the payload) and stops a data message longer
+ *    than the limit — whole or assembled from fragments — before the complete
+ *    header of the offending frame reaches libsoup (bytes of that header that
+ *    came in earlier reads may already have been passed on; libsoup is left
+ *    holding a header that never completes).
  *  - PmRelayOutputStream counts the payload bytes of data frames that really
  *    reached the socket, again by following the frame headers only.
  *
