@@ -2,6 +2,7 @@
 #define G_LOG_DOMAIN "pipermesh-coord"
 
 #include "pm-coord-server.h"
+#include "pm-coord-server-private.h"
 
 #include "pm-address.h"
 
@@ -25,6 +26,7 @@
 
 /* clang-format off */
 G_DEFINE_QUARK (pm-coord-server-error-quark, pm_coord_server_error)
+G_DEFINE_QUARK (pm-coord-request-error-quark, pm_coord_request_error)
 /* clang-format on */
 
 #define DEVICE_ID_PREFIX "dev_"
@@ -306,8 +308,8 @@ is_device_id (const char *text)
 
 
 /* A candidate: a literal unicast address and a non-zero port, normalized. */
-static char *
-normalize_candidate (const char *text)
+char *
+pm_coord_request_normalize_candidate (const char *text)
 {
   g_autoptr (GInetSocketAddress) address = pm_address_parse (text, FALSE);
   GInetAddress *ip;
@@ -322,19 +324,17 @@ normalize_candidate (const char *text)
 
 /* Refuses members of @object not in @allowed (NULL-terminated). */
 static gboolean
-check_members (Request           *req,
-               JsonObject        *object,
-               const char *const *allowed)
+check_members (JsonObject        *object,
+               const char *const *allowed,
+               GError           **error)
 {
   g_autoptr (GList) members = json_object_get_members (object);
 
   for (GList *l = members; l != NULL; l = l->next)
     if (!g_strv_contains (allowed, l->data))
       {
-        g_autofree char *message = g_strdup_printf ("Unknown field “%s”",
-                                                    (const char *) l->data);
-
-        refuse (req->self, req->msg, REFUSE_INVALID_FIELD, message);
+        g_set_error (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                     "Unknown field “%s”", (const char *) l->data);
         return FALSE;
       }
   return TRUE;
@@ -343,35 +343,51 @@ check_members (Request           *req,
 /* The string member @name. Missing → missing_field unless @optional (then
  * *out = NULL); null → allowed only if @nullable; other types → invalid_field. */
 static gboolean
-get_string (Request     *req,
+get_string (JsonObject  *body,
             const char  *name,
             gboolean     optional,
             gboolean     nullable,
-            const char **out)
+            const char **out,
+            GError     **error)
 {
-  JsonNode        *node = json_object_get_member (req->body, name);
-  g_autofree char *message = NULL;
+  JsonNode *node = json_object_get_member (body, name);
 
   *out = NULL;
   if (node == NULL)
     {
       if (optional)
         return TRUE;
-      message = g_strdup_printf ("The field “%s” is required", name);
-      refuse (req->self, req->msg, REFUSE_MISSING_FIELD, message);
+      g_set_error (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_MISSING_FIELD,
+                   "The field “%s” is required", name);
       return FALSE;
     }
   if (JSON_NODE_HOLDS_NULL (node) && nullable)
     return TRUE;
   if (!JSON_NODE_HOLDS_VALUE (node) || json_node_get_value_type (node) != G_TYPE_STRING)
     {
-      message = g_strdup_printf ("The field “%s” must be a string%s", name,
-                                 nullable ? " or null" : "");
-      refuse (req->self, req->msg, REFUSE_INVALID_FIELD, message);
+      g_set_error (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                   "The field “%s” must be a string%s", name, nullable ? " or null" : "");
       return FALSE;
     }
   *out = json_node_get_string (node);
   return TRUE;
+}
+
+/* Translates a request error once, here at the boundary. */
+static void
+refuse_request_error (Request      *req,
+                      const GError *error)
+{
+  static const Refusal refusal[] = {
+    [PM_COORD_REQUEST_ERROR_BODY_TOO_LARGE] = REFUSE_BODY_TOO_LARGE,
+    [PM_COORD_REQUEST_ERROR_INVALID_JSON] = REFUSE_INVALID_JSON,
+    [PM_COORD_REQUEST_ERROR_MISSING_FIELD] = REFUSE_MISSING_FIELD,
+    [PM_COORD_REQUEST_ERROR_INVALID_FIELD] = REFUSE_INVALID_FIELD,
+  };
+
+  g_assert (error->domain == PM_COORD_REQUEST_ERROR);
+  g_assert (error->code >= 0 && (size_t) error->code < G_N_ELEMENTS (refusal));
+  refuse (req->self, req->msg, refusal[error->code], error->message);
 }
 
 static gboolean
@@ -383,35 +399,151 @@ content_type_is_json (SoupServerMessage *msg)
   return type != NULL && g_ascii_strcasecmp (type, "application/json") == 0;
 }
 
-static JsonObject *
-parse_body (Request *req)
+static gboolean
+is_json_space (char c)
 {
-  SoupMessageBody *body = soup_server_message_get_request_body (req->msg);
-  g_autoptr (GBytes) bytes = soup_message_body_flatten (body);
-  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  g_autoptr (GError) error = NULL;
-  size_t      len;
-  const char *data = g_bytes_get_data (bytes, &len);
-  JsonNode   *root;
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
 
-  if (len > req->self->limits.max_body_size)
+/* Whether @data holds anything but whitespace after the object that starts
+ * at @start. json-glib 1.6 accepts several top-level values ("{}{…}",
+ * "1 []") and leaks all but the first, so such a body is refused before it
+ * is parsed (the client does the same in pm-coord-client.c). */
+static gboolean
+has_data_after_object (const char *data,
+                       size_t      len,
+                       size_t      start)
+{
+  size_t   depth = 0;
+  gboolean in_string = FALSE, escaped = FALSE, closed = FALSE;
+
+  for (size_t i = start; i < len; i++)
     {
-      refuse (req->self, req->msg, REFUSE_BODY_TOO_LARGE, "The request body is too large");
+      char c = data[i];
+
+      if (closed)
+        {
+          if (!is_json_space (c))
+            return TRUE;
+        }
+      else if (in_string)
+        {
+          if (escaped)
+            escaped = FALSE;
+          else if (c == '\\')
+            escaped = TRUE;
+          else if (c == '"')
+            in_string = FALSE;
+        }
+      else if (c == '"')
+        in_string = TRUE;
+      else if (c == '{' || c == '[')
+        depth++;
+      else if ((c == '}' || c == ']') && depth > 0)
+        closed = --depth == 0;
+    }
+  return FALSE;
+}
+
+/* Whether every string and member name under @node is valid UTF-8: json-glib
+ * 1.6 turns escapes such as "\615" (octal, not JSON) into raw bytes, which
+ * would reach the store and every listing. */
+static gboolean
+node_is_utf8 (JsonNode *node)
+{
+  if (JSON_NODE_HOLDS_OBJECT (node))
+    {
+      JsonObjectIter iter;
+      const char    *name;
+      JsonNode      *member;
+
+      json_object_iter_init (&iter, json_node_get_object (node));
+      while (json_object_iter_next (&iter, &name, &member))
+        if (!g_utf8_validate (name, -1, NULL) || !node_is_utf8 (member))
+          return FALSE;
+      return TRUE;
+    }
+  if (JSON_NODE_HOLDS_ARRAY (node))
+    {
+      JsonArray *array = json_node_get_array (node);
+
+      for (unsigned i = 0; i < json_array_get_length (array); i++)
+        if (!node_is_utf8 (json_array_get_element (array, i)))
+          return FALSE;
+      return TRUE;
+    }
+  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
+    return g_utf8_validate (json_node_get_string (node), -1, NULL);
+  return TRUE;
+}
+
+JsonObject *
+pm_coord_request_parse_body (const char *data,
+                             size_t      len,
+                             size_t      max_size,
+                             GError    **error)
+{
+  g_autoptr (JsonParser) parser = json_parser_new_immutable ();
+  JsonNode *root;
+  size_t    start = 0;
+
+  if (len > max_size)
+    {
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_BODY_TOO_LARGE,
+                           "The request body is too large");
       return NULL;
     }
-  if (len == 0 || !g_utf8_validate (data, (gssize) len, NULL) || memchr (data, '\0', len) != NULL ||
-      !json_parser_load_from_data (parser, data, (gssize) len, &error))
+  if (len == 0 || !g_utf8_validate (data, (gssize) len, NULL) || memchr (data, '\0', len) != NULL)
     {
-      refuse (req->self, req->msg, REFUSE_INVALID_JSON, "The body is not valid JSON");
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body is not valid JSON");
+      return NULL;
+    }
+  while (start < len && is_json_space (data[start]))
+    start++;
+  if (start == len || data[start] != '{')
+    {
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body must be a JSON object");
+      return NULL;
+    }
+  if (has_data_after_object (data, len, start) ||
+      !json_parser_load_from_data (parser, data, (gssize) len, NULL))
+    {
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body is not valid JSON");
       return NULL;
     }
   root = json_parser_get_root (parser);
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {
-      refuse (req->self, req->msg, REFUSE_INVALID_JSON, "The body must be a JSON object");
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body must be a JSON object");
+      return NULL;
+    }
+  if (!node_is_utf8 (root))
+    {
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body is not valid JSON");
       return NULL;
     }
   return json_object_ref (json_node_get_object (root));
+}
+
+static JsonObject *
+parse_body (Request *req)
+{
+  SoupMessageBody *body = soup_server_message_get_request_body (req->msg);
+  g_autoptr (GBytes) bytes = soup_message_body_flatten (body);
+  g_autoptr (GError) error = NULL;
+  size_t      len;
+  const char *data = g_bytes_get_data (bytes, &len);
+  JsonObject *object;
+
+  object = pm_coord_request_parse_body (data, len, req->self->limits.max_body_size, &error);
+  if (object == NULL)
+    refuse_request_error (req, error);
+  return object;
 }
 
 /* --- Authentication ---------------------------------------------------------- */
@@ -836,25 +968,42 @@ handle_metrics (Request *req)
                                     len);
 }
 
-static void
-handle_enroll (Request *req)
+gboolean
+pm_coord_request_parse_enroll (JsonObject  *body,
+                               const char **enrollment_key,
+                               const char **public_key,
+                               const char **name,
+                               const char **type,
+                               const char **key_type,
+                               GError     **error)
 {
   static const char *const allowed[] = {
     "enrollmentKey", "publicKey", "name", "type", "keyType", NULL
   };
+
+  return check_members (body, allowed, error) &&
+         get_string (body, "enrollmentKey", FALSE, FALSE, enrollment_key, error) &&
+         get_string (body, "publicKey", FALSE, FALSE, public_key, error) &&
+         get_string (body, "name", FALSE, FALSE, name, error) &&
+         get_string (body, "type", FALSE, FALSE, type, error) &&
+         get_string (body, "keyType", FALSE, FALSE, key_type, error);
+}
+
+static void
+handle_enroll (Request *req)
+{
   const char *key, *public_key, *name, *type, *key_type;
   g_autoptr (GError) error = NULL;
   g_autoptr (PmDeviceRecord) device = NULL;
   g_autoptr (JsonBuilder) builder = NULL;
   g_autofree char *token = NULL;
 
-  if (!check_members (req, req->body, allowed) ||
-      !get_string (req, "enrollmentKey", FALSE, FALSE, &key) ||
-      !get_string (req, "publicKey", FALSE, FALSE, &public_key) ||
-      !get_string (req, "name", FALSE, FALSE, &name) ||
-      !get_string (req, "type", FALSE, FALSE, &type) ||
-      !get_string (req, "keyType", FALSE, FALSE, &key_type))
-    return;
+  if (!pm_coord_request_parse_enroll (req->body, &key, &public_key, &name, &type, &key_type,
+                                      &error))
+    {
+      refuse_request_error (req, error);
+      return;
+    }
 
   device = pm_store_enroll_device (req->self->store, key, name, type, public_key, key_type,
                                    pm_store_now (), &token, &error);
@@ -1005,56 +1154,55 @@ handle_revoke (Request *req)
   soup_server_message_set_status (req->msg, SOUP_STATUS_NO_CONTENT, NULL);
 }
 
-static void
-handle_candidates (Request *req)
+JsonNode *
+pm_coord_request_parse_candidates (JsonObject *body,
+                                   GError    **error)
 {
   static const char *const allowed[] = {
     "addresses", "mapped", "mappingVariesByDestination", NULL
   };
-  PmCoordServer   *self = req->self;
-  JsonNode        *addresses = json_object_get_member (req->body, "addresses");
-  JsonNode        *varies = json_object_get_member (req->body, "mappingVariesByDestination");
+  JsonNode        *addresses = json_object_get_member (body, "addresses");
+  JsonNode        *varies = json_object_get_member (body, "mappingVariesByDestination");
   const char      *mapped;
   g_autofree char *mapped_normal = NULL;
   g_autoptr (JsonBuilder) builder = json_builder_new ();
-  g_autoptr (JsonNode) node = NULL;
-  g_autofree char *text = NULL;
-  g_autoptr (GError) error = NULL;
   JsonArray *array;
 
-  if (!check_own_device (req) || !check_members (req, req->body, allowed))
-    return;
+  if (!check_members (body, allowed, error))
+    return NULL;
   if (addresses == NULL)
     {
-      refuse (self, req->msg, REFUSE_MISSING_FIELD, "The field “addresses” is required");
-      return;
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_MISSING_FIELD,
+                           "The field “addresses” is required");
+      return NULL;
     }
   if (!JSON_NODE_HOLDS_ARRAY (addresses))
     {
-      refuse (self, req->msg, REFUSE_INVALID_FIELD,
-              "The field “addresses” must be an array of strings");
-      return;
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                           "The field “addresses” must be an array of strings");
+      return NULL;
     }
   array = json_node_get_array (addresses);
   if (json_array_get_length (array) > PM_COORD_MAX_ADDRESSES)
     {
-      refuse (self, req->msg, REFUSE_INVALID_FIELD, "At most 16 addresses are allowed");
-      return;
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                           "At most 16 addresses are allowed");
+      return NULL;
     }
   if (varies != NULL && (!JSON_NODE_HOLDS_VALUE (varies) ||
                          json_node_get_value_type (varies) != G_TYPE_BOOLEAN))
     {
-      refuse (self, req->msg, REFUSE_INVALID_FIELD,
-              "The field “mappingVariesByDestination” must be true or false");
-      return;
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                           "The field “mappingVariesByDestination” must be true or false");
+      return NULL;
     }
-  if (!get_string (req, "mapped", TRUE, TRUE, &mapped))
-    return;
-  if (mapped != NULL && (mapped_normal = normalize_candidate (mapped)) == NULL)
+  if (!get_string (body, "mapped", TRUE, TRUE, &mapped, error))
+    return NULL;
+  if (mapped != NULL && (mapped_normal = pm_coord_request_normalize_candidate (mapped)) == NULL)
     {
-      refuse (self, req->msg, REFUSE_INVALID_FIELD,
-              "The field “mapped” must be an address such as 203.0.113.7:41641");
-      return;
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+                           "The field “mapped” must be an address such as 203.0.113.7:41641");
+      return NULL;
     }
 
   json_builder_begin_object (builder);
@@ -1066,12 +1214,13 @@ handle_candidates (Request *req)
       g_autofree char *normal = NULL;
 
       if (JSON_NODE_HOLDS_VALUE (element) && json_node_get_value_type (element) == G_TYPE_STRING)
-        normal = normalize_candidate (json_node_get_string (element));
+        normal = pm_coord_request_normalize_candidate (json_node_get_string (element));
       if (normal == NULL)
         {
-          refuse (self, req->msg, REFUSE_INVALID_FIELD,
-                  "Each address must be a string such as 192.0.2.10:41641 or [2001:db8::1]:41641");
-          return;
+          g_set_error_literal (
+            error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+            "Each address must be a string such as 192.0.2.10:41641 or [2001:db8::1]:41641");
+          return NULL;
         }
       json_builder_add_string_value (builder, normal);
     }
@@ -1084,8 +1233,25 @@ handle_candidates (Request *req)
   json_builder_set_member_name (builder, "mappingVariesByDestination");
   json_builder_add_boolean_value (builder, varies != NULL && json_node_get_boolean (varies));
   json_builder_end_object (builder);
+  return json_builder_get_root (builder);
+}
 
-  node = json_builder_get_root (builder);
+static void
+handle_candidates (Request *req)
+{
+  PmCoordServer *self = req->self;
+  g_autoptr (JsonNode) node = NULL;
+  g_autofree char *text = NULL;
+  g_autoptr (GError) error = NULL;
+
+  if (!check_own_device (req))
+    return;
+  node = pm_coord_request_parse_candidates (req->body, &error);
+  if (node == NULL)
+    {
+      refuse_request_error (req, error);
+      return;
+    }
   text = json_to_string (node, FALSE);
   if (!pm_store_set_candidates (self->store, req->caller->id, text, pm_store_now (), &error))
     {
@@ -1098,8 +1264,8 @@ handle_candidates (Request *req)
 }
 
 /* http: only to a loopback IP literal (a push service on the same host). */
-static gboolean
-endpoint_is_acceptable (const char *endpoint)
+gboolean
+pm_coord_request_endpoint_is_acceptable (const char *endpoint)
 {
   g_autoptr (GUri) uri = NULL;
   g_autoptr (GInetAddress) address = NULL;
@@ -1123,21 +1289,40 @@ endpoint_is_acceptable (const char *endpoint)
   return address != NULL && g_inet_address_get_is_loopback (address);
 }
 
+gboolean
+pm_coord_request_parse_push (JsonObject  *body,
+                             const char **endpoint,
+                             GError     **error)
+{
+  static const char *const allowed[] = { "endpoint", NULL };
+
+  *endpoint = NULL;
+  if (!check_members (body, allowed, error) ||
+      !get_string (body, "endpoint", FALSE, TRUE, endpoint, error))
+    return FALSE;
+  if (*endpoint != NULL && !pm_coord_request_endpoint_is_acceptable (*endpoint))
+    {
+      g_set_error_literal (
+        error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_FIELD,
+        "The endpoint must be an https:// URL (http:// only to a loopback address)");
+      *endpoint = NULL;
+      return FALSE;
+    }
+  return TRUE;
+}
+
 static void
 handle_push (Request *req)
 {
-  static const char *const allowed[] = { "endpoint", NULL };
-  const char              *endpoint;
+  const char *endpoint;
   g_autoptr (GError) error = NULL;
   g_autoptr (JsonBuilder) builder = json_builder_new ();
 
-  if (!check_own_device (req) || !check_members (req, req->body, allowed) ||
-      !get_string (req, "endpoint", FALSE, TRUE, &endpoint))
+  if (!check_own_device (req))
     return;
-  if (endpoint != NULL && !endpoint_is_acceptable (endpoint))
+  if (!pm_coord_request_parse_push (req->body, &endpoint, &error))
     {
-      refuse (req->self, req->msg, REFUSE_INVALID_FIELD,
-              "The endpoint must be an https:// URL (http:// only to a loopback address)");
+      refuse_request_error (req, error);
       return;
     }
   if (!pm_store_set_push_endpoint (req->self->store, req->caller->id, endpoint, &error))
