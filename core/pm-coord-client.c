@@ -4,6 +4,7 @@
 #include "pm-coord-client.h"
 
 #include "pm-address.h"
+#include "pm-json.h"
 
 #include <json-glib/json-glib.h>
 #include <libsoup/soup.h>
@@ -256,12 +257,6 @@ pm_coord_client_parse_address (const char *text)
 
 static char *sanitize_message (const char *message);
 
-static gboolean
-is_json_space (char c)
-{
-  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
-}
-
 /* Refuses what json-glib should never see: bodies that are too large, not
  * UTF-8, nested deeper than PM_COORD_CLIENT_MAX_JSON_DEPTH (its parser
  * recurses once per level), not starting with "{", or with anything but
@@ -275,9 +270,6 @@ parse_object (const char *json,
   g_autoptr (JsonParser) parser = NULL;
   g_autoptr (GError) local = NULL;
   JsonNode *root;
-  unsigned  depth = 0;
-  gboolean  in_string = FALSE, escaped = FALSE, closed = FALSE;
-  gsize     start;
 
   if (json == NULL && len > 0)
     {
@@ -299,47 +291,20 @@ parse_object (const char *json,
       invalid (error, "the body is not UTF-8");
       return NULL;
     }
-  /* Not strspn(): @json need not be NUL-terminated. */
-  for (start = 0; start < len && is_json_space (json[start]); start++)
-    ;
-  if (start >= len || json[start] != '{')
+  switch (pm_json_check_object_shape (json, len, PM_COORD_CLIENT_MAX_JSON_DEPTH))
     {
+    case PM_JSON_SHAPE_OK:
+      break;
+    case PM_JSON_SHAPE_NOT_OBJECT:
       invalid (error, "not a JSON object");
       return NULL;
-    }
-  for (gsize i = start; i < len; i++)
-    {
-      char c = json[i];
-
-      if (closed)
-        {
-          if (!is_json_space (c))
-            {
-              invalid (error, "data after the JSON object");
-              return NULL;
-            }
-        }
-      else if (in_string)
-        {
-          if (escaped)
-            escaped = FALSE;
-          else if (c == '\\')
-            escaped = TRUE;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if (c == '[' || c == '{')
-        {
-          if (++depth > PM_COORD_CLIENT_MAX_JSON_DEPTH)
-            {
-              invalid (error, "JSON nested too deeply");
-              return NULL;
-            }
-        }
-      else if ((c == ']' || c == '}') && depth > 0)
-        closed = --depth == 0;
+    case PM_JSON_SHAPE_TOO_DEEP:
+      invalid (error, "JSON nested too deeply");
+      return NULL;
+    case PM_JSON_SHAPE_TRAILING_DATA:
+    default:
+      invalid (error, "data after the JSON object");
+      return NULL;
     }
 
   parser = json_parser_new_immutable ();
@@ -356,6 +321,12 @@ parse_object (const char *json,
   if (root == NULL || !JSON_NODE_HOLDS_OBJECT (root))
     {
       invalid (error, "not a JSON object");
+      return NULL;
+    }
+  /* json-glib decodes "\615" (octal, not JSON) into bytes that are not UTF-8. */
+  if (!pm_json_node_is_utf8 (root))
+    {
+      invalid (error, "a string in the JSON is not UTF-8");
       return NULL;
     }
   return json_object_ref (json_node_get_object (root));

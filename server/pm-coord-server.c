@@ -5,6 +5,7 @@
 #include "pm-coord-server-private.h"
 
 #include "pm-address.h"
+#include "pm-json.h"
 
 #include <json-glib/json-glib.h>
 #include <string.h>
@@ -399,84 +400,6 @@ content_type_is_json (SoupServerMessage *msg)
   return type != NULL && g_ascii_strcasecmp (type, "application/json") == 0;
 }
 
-static gboolean
-is_json_space (char c)
-{
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-/* Whether @data holds anything but whitespace after the object that starts
- * at @start. json-glib 1.6 accepts several top-level values ("{}{…}",
- * "1 []") and leaks all but the first, so such a body is refused before it
- * is parsed (the client does the same in pm-coord-client.c). */
-static gboolean
-has_data_after_object (const char *data,
-                       size_t      len,
-                       size_t      start)
-{
-  size_t   depth = 0;
-  gboolean in_string = FALSE, escaped = FALSE, closed = FALSE;
-
-  for (size_t i = start; i < len; i++)
-    {
-      char c = data[i];
-
-      if (closed)
-        {
-          if (!is_json_space (c))
-            return TRUE;
-        }
-      else if (in_string)
-        {
-          if (escaped)
-            escaped = FALSE;
-          else if (c == '\\')
-            escaped = TRUE;
-          else if (c == '"')
-            in_string = FALSE;
-        }
-      else if (c == '"')
-        in_string = TRUE;
-      else if (c == '{' || c == '[')
-        depth++;
-      else if ((c == '}' || c == ']') && depth > 0)
-        closed = --depth == 0;
-    }
-  return FALSE;
-}
-
-/* Whether every string and member name under @node is valid UTF-8: json-glib
- * 1.6 turns escapes such as "\615" (octal, not JSON) into raw bytes, which
- * would reach the store and every listing. */
-static gboolean
-node_is_utf8 (JsonNode *node)
-{
-  if (JSON_NODE_HOLDS_OBJECT (node))
-    {
-      JsonObjectIter iter;
-      const char    *name;
-      JsonNode      *member;
-
-      json_object_iter_init (&iter, json_node_get_object (node));
-      while (json_object_iter_next (&iter, &name, &member))
-        if (!g_utf8_validate (name, -1, NULL) || !node_is_utf8 (member))
-          return FALSE;
-      return TRUE;
-    }
-  if (JSON_NODE_HOLDS_ARRAY (node))
-    {
-      JsonArray *array = json_node_get_array (node);
-
-      for (unsigned i = 0; i < json_array_get_length (array); i++)
-        if (!node_is_utf8 (json_array_get_element (array, i)))
-          return FALSE;
-      return TRUE;
-    }
-  if (JSON_NODE_HOLDS_VALUE (node) && json_node_get_value_type (node) == G_TYPE_STRING)
-    return g_utf8_validate (json_node_get_string (node), -1, NULL);
-  return TRUE;
-}
-
 JsonObject *
 pm_coord_request_parse_body (const char *data,
                              size_t      len,
@@ -484,8 +407,8 @@ pm_coord_request_parse_body (const char *data,
                              GError    **error)
 {
   g_autoptr (JsonParser) parser = json_parser_new_immutable ();
-  JsonNode *root;
-  size_t    start = 0;
+  JsonNode   *root;
+  PmJsonShape shape;
 
   if (len > max_size)
     {
@@ -499,16 +422,20 @@ pm_coord_request_parse_body (const char *data,
                            "The body is not valid JSON");
       return NULL;
     }
-  while (start < len && is_json_space (data[start]))
-    start++;
-  if (start == len || data[start] != '{')
+  shape = pm_json_check_object_shape (data, len, PM_COORD_MAX_JSON_DEPTH);
+  if (shape == PM_JSON_SHAPE_NOT_OBJECT)
     {
       g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
                            "The body must be a JSON object");
       return NULL;
     }
-  if (has_data_after_object (data, len, start) ||
-      !json_parser_load_from_data (parser, data, (gssize) len, NULL))
+  if (shape == PM_JSON_SHAPE_TOO_DEEP)
+    {
+      g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
+                           "The body's JSON is nested too deeply");
+      return NULL;
+    }
+  if (shape != PM_JSON_SHAPE_OK || !json_parser_load_from_data (parser, data, (gssize) len, NULL))
     {
       g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
                            "The body is not valid JSON");
@@ -521,7 +448,7 @@ pm_coord_request_parse_body (const char *data,
                            "The body must be a JSON object");
       return NULL;
     }
-  if (!node_is_utf8 (root))
+  if (!pm_json_node_is_utf8 (root))
     {
       g_set_error_literal (error, PM_COORD_REQUEST_ERROR, PM_COORD_REQUEST_ERROR_INVALID_JSON,
                            "The body is not valid JSON");

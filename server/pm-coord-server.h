@@ -41,6 +41,8 @@ G_BEGIN_DECLS
 /* Candidate addresses per device, and the longest push endpoint URL. */
 #define PM_COORD_MAX_ADDRESSES    16
 #define PM_COORD_MAX_ENDPOINT_LEN 2048
+/* Deepest JSON nesting accepted in a request body (an enrollment needs 1). */
+#define PM_COORD_MAX_JSON_DEPTH 16
 /* Pending TCP connections the kernel queues for the API and relay: a burst of
  * relay clients must not stall in SYN queues (GSocket's default is 10). */
 #define PM_COORD_LISTEN_BACKLOG 4096

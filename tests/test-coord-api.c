@@ -521,6 +521,19 @@ test_enroll (Fixture      *f,
   refused (f, "POST", path, NULL, "{\"enrollmentKey\":", 400, "invalid_json");
   refused (f, "POST", path, NULL, "[1,2,3]", 400, "invalid_json");
   refused (f, "POST", path, NULL, "", 400, "invalid_json");
+  refused (f, "POST", path, NULL, "{}{}", 400, "invalid_json");
+  refused (f, "POST", path, NULL, "{\"name\":\"a\\615b\"}", 400, "invalid_json");
+  {
+    /* Nested deeper than PM_COORD_MAX_JSON_DEPTH: refused before json-glib sees it. */
+    g_autoptr (GString) deep = g_string_new ("{\"a\":");
+
+    for (unsigned i = 0; i < PM_COORD_MAX_JSON_DEPTH; i++)
+      g_string_append_c (deep, '[');
+    for (unsigned i = 0; i < PM_COORD_MAX_JSON_DEPTH; i++)
+      g_string_append_c (deep, ']');
+    g_string_append_c (deep, '}');
+    refused (f, "POST", path, NULL, deep->str, 400, "invalid_json");
+  }
   refused (f, "POST", path, NULL, wrong_type, 400, "invalid_field");
   refused (f, "POST", path, NULL, missing, 400, "missing_field");
   refused (f, "POST", path, NULL, unknown, 400, "invalid_field");
