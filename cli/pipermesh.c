@@ -12,16 +12,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
 #include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "pm-address.h"
+#include "pm-control.h"
 #include "pm-coord-client.h"
+#include "pm-forward.h"
 #include "pm-identity.h"
+#include "pm-mesh.h"
 #include "pm-udp-socket.h"
 
 #ifndef PM_VERSION
@@ -52,6 +58,10 @@ static int cmd_id (const GlobalOptions *global, int argc, char **argv);
 static int cmd_netcheck (const GlobalOptions *global, int argc, char **argv);
 static int cmd_enroll (const GlobalOptions *global, int argc, char **argv);
 static int cmd_devices (const GlobalOptions *global, int argc, char **argv);
+static int cmd_up (const GlobalOptions *global, int argc, char **argv);
+static int cmd_connect (const GlobalOptions *global, int argc, char **argv);
+static int cmd_status (const GlobalOptions *global, int argc, char **argv);
+static int cmd_ping (const GlobalOptions *global, int argc, char **argv);
 static int cmd_help (const GlobalOptions *global, int argc, char **argv);
 
 static const Command commands[] = {
@@ -59,6 +69,10 @@ static const Command commands[] = {
   { "netcheck", cmd_netcheck, "Check UDP reachability and NAT mapping with STUN" },
   { "enroll", cmd_enroll, "Enroll this device with a coordination server" },
   { "devices", cmd_devices, "List the devices of this device's account" },
+  { "up", cmd_up, "Run this device in the mesh and offer services (foreground)" },
+  { "connect", cmd_connect, "Forward local TCP ports to a device's services (foreground)" },
+  { "status", cmd_status, "Show the peers of the running pipermesh" },
+  { "ping", cmd_ping, "Ping a device through the running pipermesh" },
   { "help", cmd_help, "Show help for pipermesh or for one command" },
 };
 
@@ -489,6 +503,7 @@ typedef struct {
   char *server;
   char *device_id;
   char *account_id;
+  char *name;  /* this device's name as enrolled (absent from older files) */
   char *token; /* secret: never printed or logged */
 } Coordination;
 
@@ -498,6 +513,7 @@ coordination_clear (Coordination *coord)
   g_clear_pointer (&coord->server, g_free);
   g_clear_pointer (&coord->device_id, g_free);
   g_clear_pointer (&coord->account_id, g_free);
+  g_clear_pointer (&coord->name, g_free);
   if (coord->token != NULL)
     memset (coord->token, 0, strlen (coord->token));
   g_clear_pointer (&coord->token, g_free);
@@ -555,6 +571,8 @@ coordination_save (const char         *dir,
   g_key_file_set_string (kf, COORD_GROUP, "server", coord->server);
   g_key_file_set_string (kf, COORD_GROUP, "deviceId", coord->device_id);
   g_key_file_set_string (kf, COORD_GROUP, "accountId", coord->account_id);
+  if (coord->name != NULL)
+    g_key_file_set_string (kf, COORD_GROUP, "name", coord->name);
   g_key_file_set_string (kf, COORD_GROUP, "token", coord->token);
   data = g_key_file_to_data (kf, &len, NULL);
 
@@ -649,6 +667,7 @@ coordination_load (const char   *dir,
   coord->server = g_key_file_get_string (kf, COORD_GROUP, "server", NULL);
   coord->device_id = g_key_file_get_string (kf, COORD_GROUP, "deviceId", NULL);
   coord->account_id = g_key_file_get_string (kf, COORD_GROUP, "accountId", NULL);
+  coord->name = g_key_file_get_string (kf, COORD_GROUP, "name", NULL);
   coord->token = g_key_file_get_string (kf, COORD_GROUP, "token", NULL);
   if (coord->server == NULL || coord->device_id == NULL || coord->token == NULL)
     {
@@ -770,6 +789,7 @@ cmd_enroll (const GlobalOptions *global,
   coord.server = g_strdup (pm_coord_client_get_base_uri (client));
   coord.device_id = g_strdup (enrollment->device_id);
   coord.account_id = g_strdup (enrollment->account_id);
+  coord.name = g_strdup (device_name);
   coord.token = g_strdup (enrollment->token);
   if (!coordination_save (dir, &coord, &error))
     {
@@ -963,6 +983,1305 @@ cmd_devices (const GlobalOptions *global,
   else
     print_devices_text (devices, coord.device_id);
   return EXIT_OK;
+}
+
+/* ---------------------------------------------------------------------------
+ * up, connect: a mesh in the foreground
+ * ------------------------------------------------------------------------- */
+
+/* The STUN port when the coordination server's host is the default STUN server. */
+#define MESH_DEFAULT_STUN_PORT 3478
+/* After SIGINT/SIGTERM, how long forwarded connections get to finish closing. */
+#define MESH_DRAIN_TIMEOUT_MS 2000
+/* An environment variable that sets PmMeshLimits.loopback_candidates, so two
+ * devices on one machine find each other on 127.0.0.1 (tests). */
+#define MESH_LOOPBACK_ENV "PIPERMESH_LOOPBACK_CANDIDATES"
+
+typedef struct {
+  int      port; /* UDP; 0: any */
+  char    *stun; /* NULL: the coordination server's host; "none" or "off": no STUN */
+  char    *stun_alt;
+  gboolean lan_only;
+  gboolean loopback_candidates;
+} MeshOptions;
+
+static void
+mesh_options_clear (MeshOptions *options)
+{
+  g_clear_pointer (&options->stun, g_free);
+  g_clear_pointer (&options->stun_alt, g_free);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MeshOptions, mesh_options_clear)
+
+static void
+mesh_options_add_entries (GOptionContext *context,
+                          MeshOptions    *options)
+{
+  const GOptionEntry entries[] = {
+    { "port", 'p', 0, G_OPTION_ARG_INT, &options->port,
+      "The UDP port for peers, STUN and probes (default: any free port)", "UDPPORT" },
+    { "stun", 0, 0, G_OPTION_ARG_STRING, &options->stun,
+      "The STUN server (default: the coordination server's host, port 3478; “none” for none)",
+      "ADDR:PORT" },
+    { "stun-alt", 0, 0, G_OPTION_ARG_STRING, &options->stun_alt,
+      "A second STUN address, to tell whether the NAT mapping depends on the destination",
+      "ADDR:PORT" },
+    { "loopback-candidates", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE,
+      &options->loopback_candidates,
+      "Also offer 127.0.0.1 as a candidate (two devices on one machine; also " MESH_LOOPBACK_ENV
+      "=1)",
+      NULL },
+    { NULL },
+  };
+
+  g_option_context_add_main_entries (context, entries, NULL);
+}
+
+/* Prints a peer's state and path whenever either changes, and its online
+ * state when that changes. */
+typedef struct {
+  PmPeer     *peer;
+  PmPeerState state;
+  PmPathType  path;
+  gboolean    online;
+  gboolean    seen;
+} PeerWatch;
+
+typedef struct {
+  const char    *command;
+  char          *dir;
+  Coordination   coord;
+  PmIdentity    *identity;
+  PmCoordClient *client;
+  PmMesh        *mesh;
+  PmControl     *control;
+  char          *self_name;
+  GMainLoop     *loop;
+  GCancellable  *cancellable; /* cancelled by SIGINT/SIGTERM */
+  unsigned       signal_sources[2];
+  gboolean       started;
+  PmPeer        *watch_only; /* NULL: print every peer's changes */
+  gulong         items_changed_handler;
+  GHashTable    *watches; /* PmPeer* -> PeerWatch* */
+} MeshRun;
+
+static void
+peer_watch_print (PeerWatch *watch)
+{
+  double           rtt_ms = pm_peer_get_rtt_ms (watch->peer);
+  g_autofree char *rtt = rtt_ms >= 0 ? g_strdup_printf ("%.2f ms", rtt_ms) : g_strdup ("unknown");
+
+  g_print ("%s: %s, path %s, rtt %s\n", pm_peer_get_name (watch->peer),
+           pm_peer_state_to_string (watch->state), pm_path_type_to_string (watch->path), rtt);
+}
+
+static void
+on_peer_changed (PmPeer     *peer,
+                 GParamSpec *pspec,
+                 gpointer    user_data)
+{
+  PeerWatch  *watch = user_data;
+  PmPeerState state = pm_peer_get_state (peer);
+  PmPathType  path = pm_peer_get_path_type (peer);
+  gboolean    online = pm_peer_get_online (peer);
+
+  if (state != watch->state || path != watch->path)
+    {
+      watch->state = state;
+      watch->path = path;
+      peer_watch_print (watch);
+    }
+  if (online != watch->online)
+    {
+      watch->online = online;
+      g_print ("%s: %s\n", pm_peer_get_name (peer), online ? "online" : "offline");
+    }
+}
+
+static void
+peer_watch_free (PeerWatch *watch)
+{
+  g_signal_handlers_disconnect_by_data (watch->peer, watch);
+  g_object_unref (watch->peer);
+  g_free (watch);
+}
+
+static void
+peer_watch_add (MeshRun *run,
+                PmPeer  *peer)
+{
+  PeerWatch *watch = g_new0 (PeerWatch, 1);
+
+  watch->peer = g_object_ref (peer);
+  watch->state = pm_peer_get_state (peer);
+  watch->path = pm_peer_get_path_type (peer);
+  watch->online = pm_peer_get_online (peer);
+  watch->seen = TRUE;
+  g_hash_table_insert (run->watches, peer, watch);
+  g_signal_connect (peer, "notify::state", G_CALLBACK (on_peer_changed), watch);
+  g_signal_connect (peer, "notify::path-type", G_CALLBACK (on_peer_changed), watch);
+  g_signal_connect (peer, "notify::online", G_CALLBACK (on_peer_changed), watch);
+  if (watch->state != PM_PEER_STATE_IDLE)
+    peer_watch_print (watch);
+}
+
+/* Watches the peers the model holds now, and forgets the ones it dropped. */
+static void
+on_peers_changed (GListModel *model,
+                  unsigned    position,
+                  unsigned    removed,
+                  unsigned    added,
+                  gpointer    user_data)
+{
+  MeshRun       *run = user_data;
+  unsigned       n = g_list_model_get_n_items (model);
+  GHashTableIter iter;
+  PeerWatch     *watch;
+
+  g_hash_table_iter_init (&iter, run->watches);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &watch))
+    watch->seen = FALSE;
+  for (unsigned i = 0; i < n; i++)
+    {
+      g_autoptr (PmPeer) peer = g_list_model_get_item (model, i);
+
+      watch = g_hash_table_lookup (run->watches, peer);
+      if (watch != NULL)
+        watch->seen = TRUE;
+      else if (run->watch_only == NULL || run->watch_only == peer)
+        peer_watch_add (run, peer);
+    }
+  g_hash_table_iter_init (&iter, run->watches);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &watch))
+    if (!watch->seen)
+      g_hash_table_iter_remove (&iter);
+}
+
+static void
+mesh_run_watch_peers (MeshRun *run,
+                      PmPeer  *only)
+{
+  GListModel *model = pm_mesh_get_peers (run->mesh);
+
+  run->watch_only = only;
+  run->items_changed_handler = g_signal_connect (model, "items-changed",
+                                                 G_CALLBACK (on_peers_changed), run);
+  on_peers_changed (model, 0, 0, g_list_model_get_n_items (model), run);
+}
+
+static gboolean
+on_stop_signal (gpointer user_data)
+{
+  MeshRun *run = user_data;
+
+  g_printerr ("pipermesh: stopping\n");
+  g_cancellable_cancel (run->cancellable);
+  g_main_loop_quit (run->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+mesh_run_clear (MeshRun *run)
+{
+  for (size_t i = 0; i < G_N_ELEMENTS (run->signal_sources); i++)
+    g_clear_handle_id (&run->signal_sources[i], g_source_remove);
+  if (run->items_changed_handler != 0)
+    g_clear_signal_handler (&run->items_changed_handler, pm_mesh_get_peers (run->mesh));
+  g_clear_pointer (&run->watches, g_hash_table_unref);
+  if (run->control != NULL)
+    pm_control_stop (run->control);
+  g_clear_object (&run->control);
+  if (run->started)
+    pm_mesh_stop (run->mesh);
+  g_clear_object (&run->mesh);
+  g_clear_object (&run->client);
+  g_clear_object (&run->identity);
+  g_clear_object (&run->cancellable);
+  g_clear_pointer (&run->loop, g_main_loop_unref);
+  g_clear_pointer (&run->self_name, g_free);
+  g_clear_pointer (&run->dir, g_free);
+  coordination_clear (&run->coord);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MeshRun, mesh_run_clear)
+
+/* Resolves a --stun/--stun-alt value; "none" and "off" give NULL without an error. */
+static gboolean
+mesh_resolve_stun (const char          *option,
+                   const char          *text,
+                   GSocketFamily        family,
+                   GInetSocketAddress **out,
+                   GError             **error)
+{
+  g_autoptr (GError) local_error = NULL;
+
+  *out = NULL;
+  if (text == NULL || g_str_equal (text, "none") || g_str_equal (text, "off"))
+    return TRUE;
+  *out = netcheck_resolve (text, family, &local_error);
+  if (*out == NULL)
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT, "%s %s: %s", option, text,
+                   local_error->message);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* The default STUN server: the coordination server's host, port 3478. NULL
+ * (with a note) when it does not resolve: the mesh then runs without STUN. */
+static GInetSocketAddress *
+mesh_default_stun (const char *server)
+{
+  g_autoptr (GUri) uri = g_uri_parse (server, G_URI_FLAGS_NONE, NULL);
+  g_autoptr (GError) error = NULL;
+  g_autofree char    *text = NULL;
+  GInetSocketAddress *address;
+  const char         *host = uri != NULL ? g_uri_get_host (uri) : NULL;
+
+  if (host == NULL || *host == '\0')
+    return NULL;
+  if (strchr (host, ':') != NULL)
+    text = g_strdup_printf ("[%s]:%d", host, MESH_DEFAULT_STUN_PORT);
+  else
+    text = g_strdup_printf ("%s:%d", host, MESH_DEFAULT_STUN_PORT);
+  address = netcheck_resolve (text, G_SOCKET_FAMILY_INVALID, &error);
+  if (address == NULL)
+    g_printerr ("pipermesh: note: no STUN (%s: %s); give --stun ADDR:PORT\n", text,
+                error->message);
+  return address;
+}
+
+/* Everything before the mesh starts: enrollment, identity, the control socket
+ * (refused when another process serves this state dir), STUN. Returns an exit
+ * status; EXIT_OK to go on. */
+static int
+mesh_run_prepare (MeshRun             *run,
+                  const GlobalOptions *global,
+                  const char          *command,
+                  const MeshOptions   *options)
+{
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GInetSocketAddress) stun = NULL;
+  g_autoptr (GInetSocketAddress) stun_alt = NULL;
+  PmMeshLimits limits;
+  const char  *env = g_getenv (MESH_LOOPBACK_ENV);
+  const char  *name;
+
+  run->command = command;
+  run->cancellable = g_cancellable_new ();
+  run->loop = g_main_loop_new (NULL, FALSE);
+  run->watches = g_hash_table_new_full (NULL, NULL, NULL, (GDestroyNotify) peer_watch_free);
+  run->dir = state_dir_of (global);
+
+  if (options->port < 0 || options->port > 65535)
+    return usage_error (command, "--port wants a UDP port from 0 to 65535");
+  if (options->lan_only && (options->stun != NULL || options->stun_alt != NULL))
+    return usage_error (command, "--lan-only contacts no STUN server: leave out --stun");
+
+  if (!options->lan_only && !coordination_load (run->dir, &run->coord, &error))
+    {
+      g_printerr ("pipermesh: %s (or use --lan-only)\n", error->message);
+      return EXIT_FAILED;
+    }
+  if (!options->lan_only)
+    {
+      if (!mesh_resolve_stun ("--stun", options->stun, G_SOCKET_FAMILY_INVALID, &stun, &error))
+        return usage_error (command, error->message);
+      if (options->stun == NULL)
+        stun = mesh_default_stun (run->coord.server);
+      if (!mesh_resolve_stun ("--stun-alt", options->stun_alt,
+                              stun != NULL ? g_socket_address_get_family (G_SOCKET_ADDRESS (stun))
+                                           : G_SOCKET_FAMILY_INVALID,
+                              &stun_alt, &error))
+        return usage_error (command, error->message);
+      if (stun == NULL && stun_alt != NULL)
+        stun = g_steal_pointer (&stun_alt);
+    }
+
+  run->identity = pm_identity_load_or_create (run->dir, PM_KEY_STORE_AUTO, NULL, &error);
+  if (run->identity == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  name = run->coord.name;
+  if (name == NULL)
+    name = pm_identity_get_device_name (run->identity);
+  if (name == NULL)
+    name = g_get_host_name ();
+  run->self_name = g_strdup (name);
+
+  if (!options->lan_only)
+    {
+      run->client = pm_coord_client_new (run->coord.server, run->coord.token, &error);
+      if (run->client == NULL)
+        {
+          g_printerr ("pipermesh: %s\n", error->message);
+          return EXIT_FAILED;
+        }
+    }
+
+  pm_mesh_limits_default (&limits);
+  limits.loopback_candidates = options->loopback_candidates ||
+                               (env != NULL && g_str_equal (env, "1"));
+  run->mesh = pm_mesh_new (run->identity, run->client, run->coord.device_id, &limits);
+  pm_mesh_set_stun_servers (run->mesh, stun, stun_alt);
+
+  run->control = pm_control_new (run->mesh, run->self_name);
+  if (!pm_control_start (run->control, run->dir, &error))
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      g_clear_object (&run->control); /* it never took the socket */
+      return EXIT_FAILED;
+    }
+  return EXIT_OK;
+}
+
+static int
+mesh_run_start (MeshRun           *run,
+                const MeshOptions *options)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (!pm_mesh_start (run->mesh, (uint16_t) options->port, &error))
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  run->started = TRUE;
+  run->signal_sources[0] = g_unix_signal_add (SIGINT, on_stop_signal, run);
+  run->signal_sources[1] = g_unix_signal_add (SIGTERM, on_stop_signal, run);
+  return EXIT_OK;
+}
+
+static void
+on_ready_announce (GObject      *source,
+                   GAsyncResult *result,
+                   gpointer      user_data)
+{
+  g_autoptr (GError) error = NULL;
+
+  if (pm_mesh_wait_ready_finish (PM_MESH (source), result, &error))
+    {
+      unsigned n = g_list_model_get_n_items (pm_mesh_get_peers (PM_MESH (source)));
+
+      g_print ("ready: %u other device%s in the mesh\n", n, n == 1 ? "" : "s");
+    }
+  else if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_printerr ("pipermesh: %s\n", error->message);
+}
+
+/* --allow NAME=DEVICE[,DEVICE]: adds the devices to @allow (NAME -> GPtrArray). */
+static gboolean
+parse_allow (GHashTable *allow,
+             const char *text,
+             GError    **error)
+{
+  const char *eq = strchr (text, '=');
+  g_auto (GStrv) devices = NULL;
+  g_autofree char *name = NULL;
+  GPtrArray       *list;
+
+  if (eq == NULL || eq == text || eq[1] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   "--allow %s: write SERVICE=DEVICE[,DEVICE…]", text);
+      return FALSE;
+    }
+  name = g_strndup (text, (size_t) (eq - text));
+  list = g_hash_table_lookup (allow, name);
+  if (list == NULL)
+    {
+      list = g_ptr_array_new_null_terminated (0, g_free, TRUE);
+      g_hash_table_insert (allow, g_strdup (name), list);
+    }
+  devices = g_strsplit (eq + 1, ",", -1);
+  for (char **d = devices; *d != NULL; d++)
+    {
+      g_strstrip (*d);
+      if (**d == '\0')
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                       "--allow %s: an empty device name", text);
+          return FALSE;
+        }
+      g_ptr_array_add (list, g_strdup (*d));
+    }
+  return TRUE;
+}
+
+static int
+cmd_up (const GlobalOptions *global,
+        int                  argc,
+        char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GHashTable) allow = NULL;
+  g_autoptr (GHashTable) offered = NULL;
+  g_auto (MeshOptions) options = { 0 };
+  g_auto (MeshRun) run = { NULL };
+  g_auto (GStrv) services = NULL;
+  g_auto (GStrv) allows = NULL;
+  GHashTableIter     iter;
+  const char        *name;
+  int                status;
+  const GOptionEntry entries[] = {
+    { "service", 's', 0, G_OPTION_ARG_STRING_ARRAY, &services,
+      "Offer the local TCP service at HOST:PORT to peers as NAME (repeatable)",
+      "NAME=HOST:PORT" },
+    { "allow", 'a', 0, G_OPTION_ARG_STRING_ARRAY, &allows,
+      "Only these devices (names or ids) may use service NAME (repeatable; "
+      "default: every device of the account)",
+      "NAME=DEVICE[,DEVICE]" },
+    { "lan-only", 0, 0, G_OPTION_ARG_NONE, &options.lan_only,
+      "Contact no coordination server, relay or STUN server", NULL },
+    { NULL },
+  };
+
+  context = g_option_context_new (NULL);
+  g_option_context_set_summary (context,
+                                "Runs this device in the mesh, in the foreground, until SIGINT or\n"
+                                "SIGTERM: keeps its candidates published, answers peers and offers\n"
+                                "the services given. Prints a line whenever a peer's state or path\n"
+                                "changes. “pipermesh status” and “pipermesh ping” ask it.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  mesh_options_add_entries (context, &options);
+  if (!parse_command_options ("up", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc > 1)
+    {
+      g_autofree char *message = g_strdup_printf ("up takes no arguments (got “%s”)", argv[1]);
+      return usage_error ("up", message);
+    }
+
+  allow = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                 (GDestroyNotify) g_ptr_array_unref);
+  offered = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  for (char **a = allows; a != NULL && *a != NULL; a++)
+    if (!parse_allow (allow, *a, &error))
+      return usage_error ("up", error->message);
+
+  status = mesh_run_prepare (&run, global, "up", &options);
+  if (status != EXIT_OK)
+    return status;
+
+  for (char **s = services; s != NULL && *s != NULL; s++)
+    {
+      const char      *eq = strchr (*s, '=');
+      g_autofree char *service = NULL;
+      GPtrArray       *list;
+
+      if (eq == NULL || eq == *s || eq[1] == '\0')
+        {
+          g_autofree char *message = g_strdup_printf ("--service %s: write NAME=HOST:PORT", *s);
+          return usage_error ("up", message);
+        }
+      service = g_strndup (*s, (size_t) (eq - *s));
+      list = g_hash_table_lookup (allow, service);
+      /* list->pdata is NULL-terminated: the GStrv the mesh wants. */
+      if (!pm_mesh_add_service (run.mesh, service, eq + 1,
+                                list != NULL ? (const char *const *) list->pdata : NULL,
+                                &error))
+        {
+          g_autofree char *message = g_strdup_printf ("--service %s: %s", *s, error->message);
+          return usage_error ("up", message);
+        }
+      if (list != NULL)
+        {
+          g_autofree char *devices = g_strjoinv (", ", (char **) list->pdata);
+
+          g_print ("offering %s (%s) to %s\n", service, eq + 1, devices);
+        }
+      else
+        g_print ("offering %s (%s) to every device of the account\n", service, eq + 1);
+      g_hash_table_add (offered, g_steal_pointer (&service));
+    }
+  g_hash_table_iter_init (&iter, allow);
+  while (g_hash_table_iter_next (&iter, (gpointer *) &name, NULL))
+    if (!g_hash_table_contains (offered, name))
+      {
+        g_autofree char *message =
+          g_strdup_printf ("--allow %s=…: no --service %s=HOST:PORT is offered", name, name);
+        return usage_error ("up", message);
+      }
+
+  status = mesh_run_start (&run, &options);
+  if (status != EXIT_OK)
+    return status;
+  if (options.lan_only)
+    g_print ("up as %s, LAN only, UDP port %u\n", run.self_name, pm_mesh_get_port (run.mesh));
+  else
+    g_print ("up as %s (%s) with %s, UDP port %u\n", run.self_name, run.coord.device_id,
+             run.coord.server, pm_mesh_get_port (run.mesh));
+  mesh_run_watch_peers (&run, NULL);
+  pm_mesh_wait_ready_async (run.mesh, run.cancellable, on_ready_announce, NULL);
+  g_main_loop_run (run.loop);
+  return EXIT_OK;
+}
+
+/* One --forward: a TCP listener whose connections become streams to one
+ * service of one peer. */
+typedef struct {
+  PmPeer             *peer;
+  char               *service;
+  GInetSocketAddress *address; /* to listen on */
+  GSocketService     *listener;
+  GCancellable       *cancellable;
+  unsigned           *active; /* connections not finished, of every forward */
+} Forward;
+
+static void
+forward_free (Forward *forward)
+{
+  if (forward->listener != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (forward->listener, forward);
+      g_socket_service_stop (forward->listener);
+      g_socket_listener_close (G_SOCKET_LISTENER (forward->listener));
+      g_object_unref (forward->listener);
+    }
+  g_clear_object (&forward->cancellable);
+  g_clear_object (&forward->address);
+  g_clear_object (&forward->peer);
+  g_free (forward->service);
+  g_free (forward);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Forward, forward_free)
+
+/* One forwarded TCP connection, and its stream once open. pm_forward_async()
+ * joins them, passing half-closes on (the client's EOF becomes the stream's
+ * FIN, the stream's end a shutdown(SHUT_WR)), so a client that reads to EOF
+ * gets it once the service is done. */
+typedef struct {
+  Forward           *forward;
+  GSocketConnection *tcp;
+  char              *from;
+  PmStream          *stream;
+} ForwardConnection;
+
+static void
+forward_connection_free (ForwardConnection *fc)
+{
+  (*fc->forward->active)--;
+  g_clear_object (&fc->stream);
+  g_clear_object (&fc->tcp);
+  g_free (fc->from);
+  g_free (fc);
+}
+
+static void
+on_forward_done (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      user_data)
+{
+  ForwardConnection *fc = user_data;
+  g_autoptr (GError) error = NULL;
+
+  if (!pm_forward_finish (result, NULL, NULL, &error) &&
+      !g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    g_printerr ("pipermesh: %s/%s: the connection from %s failed: %s\n",
+                pm_peer_get_name (fc->forward->peer), fc->forward->service, fc->from,
+                error->message);
+  forward_connection_free (fc);
+}
+
+static void
+on_stream_opened (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  ForwardConnection *fc = user_data;
+  g_autoptr (GError) error = NULL;
+
+  fc->stream = pm_peer_open_stream_finish (PM_PEER (source), result, &error);
+  if (fc->stream == NULL)
+    {
+      /* A refusal carries the peer's reason (PM_STREAM_ERROR_REFUSED). */
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_printerr ("pipermesh: %s/%s: %s (closed the connection from %s)\n",
+                    pm_peer_get_name (fc->forward->peer), fc->forward->service, error->message,
+                    fc->from);
+      (void) g_io_stream_close (G_IO_STREAM (fc->tcp), NULL, NULL);
+      forward_connection_free (fc);
+      return;
+    }
+  pm_forward_async (fc->stream, fc->tcp, fc->forward->cancellable, on_forward_done, fc);
+}
+
+static gboolean
+on_forward_incoming (GSocketService    *service,
+                     GSocketConnection *connection,
+                     GObject           *source_object,
+                     gpointer           user_data)
+{
+  Forward           *forward = user_data;
+  ForwardConnection *fc = g_new0 (ForwardConnection, 1);
+  g_autoptr (GSocketAddress) remote = g_socket_connection_get_remote_address (connection, NULL);
+
+  fc->forward = forward;
+  fc->tcp = g_object_ref (connection);
+  fc->from = remote != NULL && G_IS_INET_SOCKET_ADDRESS (remote)
+               ? pm_address_to_string (G_INET_SOCKET_ADDRESS (remote))
+               : g_strdup ("a local client");
+  (*forward->active)++;
+  g_debug ("Connection from %s: opening %s/%s", fc->from, pm_peer_get_name (forward->peer),
+           forward->service);
+  pm_peer_open_stream_async (forward->peer, forward->service, forward->cancellable,
+                             on_stream_opened, fc);
+  return TRUE;
+}
+
+/* --forward [ADDR:]PORT=SERVICE (ADDR defaults to 127.0.0.1; port 0: any). */
+static gboolean
+parse_forward (const char          *text,
+               GInetSocketAddress **address,
+               char               **service,
+               GError             **error)
+{
+  const char      *eq = strrchr (text, '=');
+  g_autofree char *left = NULL;
+  gboolean         digits = TRUE;
+
+  if (eq == NULL || eq == text || eq[1] == '\0')
+    {
+      g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                   "--forward %s: write [ADDR:]PORT=SERVICE", text);
+      return FALSE;
+    }
+  left = g_strndup (text, (size_t) (eq - text));
+  for (const char *c = left; *c != '\0'; c++)
+    digits = digits && g_ascii_isdigit (*c);
+  if (digits)
+    {
+      guint64 port = 0;
+
+      if (strlen (left) > 5 || !g_ascii_string_to_unsigned (left, 10, 0, 65535, &port, NULL))
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                       "--forward %s: %s is not a TCP port", text, left);
+          return FALSE;
+        }
+      *address = G_INET_SOCKET_ADDRESS (g_inet_socket_address_new_from_string ("127.0.0.1",
+                                                                               (unsigned) port));
+    }
+  else
+    {
+      *address = pm_address_parse (left, TRUE);
+      if (*address == NULL)
+        {
+          g_set_error (error, G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                       "--forward %s: “%s” is not PORT, IP:PORT or [IPv6]:PORT", text, left);
+          return FALSE;
+        }
+    }
+  *service = g_strdup (eq + 1);
+  return TRUE;
+}
+
+static gboolean
+on_drain_timeout (gpointer user_data)
+{
+  *(gboolean *) user_data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Listens for one --forward; prints "forwarding ADDR:PORT -> DEVICE/SERVICE". */
+static gboolean
+forward_start (Forward *forward,
+               GError **error)
+{
+  g_autoptr (GSocketAddress) effective = NULL;
+  g_autoptr (GError) local_error = NULL;
+  g_autofree char *listening = pm_address_to_string (forward->address);
+  g_autofree char *effective_text = NULL;
+
+  forward->listener = g_socket_service_new ();
+  if (!g_socket_listener_add_address (G_SOCKET_LISTENER (forward->listener),
+                                      G_SOCKET_ADDRESS (forward->address), G_SOCKET_TYPE_STREAM,
+                                      G_SOCKET_PROTOCOL_TCP, NULL, &effective, &local_error))
+    {
+      if (g_error_matches (local_error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE))
+        g_set_error (error, G_IO_ERROR, G_IO_ERROR_ADDRESS_IN_USE,
+                     "%s is taken: another program listens there; "
+                     "choose another port for --forward",
+                     listening);
+      else
+        g_set_error (error, local_error->domain, local_error->code,
+                     "could not listen on %s: %s", listening, local_error->message);
+      return FALSE;
+    }
+  effective_text = pm_address_to_string (G_INET_SOCKET_ADDRESS (effective));
+  g_signal_connect (forward->listener, "incoming", G_CALLBACK (on_forward_incoming), forward);
+  g_socket_service_start (forward->listener);
+  g_print ("forwarding %s -> %s/%s\n", effective_text, pm_peer_get_name (forward->peer),
+           forward->service);
+  return TRUE;
+}
+
+static int
+cmd_connect (const GlobalOptions *global,
+             int                  argc,
+             char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GPtrArray) forwards = g_ptr_array_new_with_free_func ((GDestroyNotify) forward_free);
+  g_auto (GStrv) forward_args = NULL;
+  g_auto (MeshOptions) options = { 0 };
+  g_auto (MeshRun) run = { NULL };
+  PmPeer            *peer;
+  GAsyncResult      *slot = NULL;
+  const char        *device;
+  gboolean           drained = FALSE;
+  unsigned           active = 0;
+  unsigned           drain_timeout;
+  int                status = EXIT_OK;
+  const GOptionEntry entries[] = {
+    { "forward", 'L', 0, G_OPTION_ARG_STRING_ARRAY, &forward_args,
+      "Listen on ADDR:PORT (ADDR: 127.0.0.1 unless given; port 0: any) and forward every TCP "
+      "connection to the device's service SERVICE (repeatable)",
+      "[ADDR:]PORT=SERVICE" },
+    { NULL },
+  };
+
+  context = g_option_context_new ("DEVICE");
+  g_option_context_set_summary (context,
+                                "Connects to DEVICE (a name or an id of this account) and forwards\n"
+                                "local TCP ports to its services, in the foreground, until SIGINT\n"
+                                "or SIGTERM. Prints “forwarding ADDR:PORT -> DEVICE/SERVICE” once\n"
+                                "a port listens. “pipermesh status” and “pipermesh ping” ask it.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  mesh_options_add_entries (context, &options);
+  if (!parse_command_options ("connect", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc != 2)
+    return usage_error ("connect", "connect takes one device name or id");
+  device = argv[1];
+  if (forward_args == NULL)
+    return usage_error ("connect", "--forward [ADDR:]PORT=SERVICE is required");
+  for (char **f = forward_args; *f != NULL; f++)
+    {
+      g_autoptr (Forward) forward = g_new0 (Forward, 1);
+
+      if (!parse_forward (*f, &forward->address, &forward->service, &error))
+        return usage_error ("connect", error->message);
+      forward->active = &active;
+      g_ptr_array_add (forwards, g_steal_pointer (&forward));
+    }
+
+  status = mesh_run_prepare (&run, global, "connect", &options);
+  if (status == EXIT_OK)
+    status = mesh_run_start (&run, &options);
+  if (status != EXIT_OK)
+    return status;
+
+  pm_mesh_wait_ready_async (run.mesh, run.cancellable, on_async_done, &slot);
+  result = wait_for (&slot); /* SIGINT/SIGTERM cancel it */
+  if (!pm_mesh_wait_ready_finish (run.mesh, result, &error))
+    {
+      if (!g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+        g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  peer = pm_mesh_lookup_peer (run.mesh, device);
+  if (peer == NULL)
+    {
+      if (g_strcmp0 (device, run.coord.device_id) == 0 || g_strcmp0 (device, run.self_name) == 0)
+        g_printerr ("pipermesh: “%s” is this device\n", device);
+      else
+        g_printerr ("pipermesh: unknown device “%s”: no other device of this account has that "
+                    "name or id (“pipermesh devices” lists them)\n",
+                    device);
+      return EXIT_FAILED;
+    }
+
+  for (unsigned i = 0; i < forwards->len && status == EXIT_OK; i++)
+    {
+      Forward *forward = forwards->pdata[i];
+
+      forward->peer = g_object_ref (peer);
+      forward->cancellable = g_object_ref (run.cancellable);
+      if (!forward_start (forward, &error))
+        {
+          g_printerr ("pipermesh: %s\n", error->message);
+          status = EXIT_FAILED;
+        }
+    }
+  if (status == EXIT_OK)
+    {
+      mesh_run_watch_peers (&run, peer);
+      pm_peer_connect (peer);
+      g_main_loop_run (run.loop);
+    }
+
+  /* Stopping: no new connections; the open ones are cancelled and closed. */
+  g_cancellable_cancel (run.cancellable);
+  drain_timeout = g_timeout_add (MESH_DRAIN_TIMEOUT_MS, on_drain_timeout, &drained);
+  while (active > 0 && !drained)
+    g_main_context_iteration (NULL, TRUE);
+  if (!drained)
+    g_source_remove (drain_timeout);
+  return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * status, ping: ask the running process
+ * ------------------------------------------------------------------------- */
+
+/* Connects to this state dir's running process, or says that none runs. */
+static GDBusConnection *
+control_connect (const GlobalOptions *global)
+{
+  g_autoptr (GError) error = NULL;
+  g_autofree char *dir = state_dir_of (global);
+  GDBusConnection *connection = pm_control_connect (dir, NULL, &error);
+
+  if (connection == NULL)
+    g_printerr ("pipermesh: %s\n", error->message);
+  return connection;
+}
+
+static const char *
+dict_string (GVariantDict *dict,
+             const char   *key)
+{
+  const char *value = NULL;
+
+  if (!g_variant_dict_lookup (dict, key, "&s", &value))
+    return NULL;
+  return value;
+}
+
+static guint64
+dict_uint (GVariantDict *dict,
+           const char   *key)
+{
+  g_autoptr (GVariant) value = g_variant_dict_lookup_value (dict, key, NULL);
+
+  if (value == NULL)
+    return 0;
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT64))
+    return g_variant_get_uint64 (value);
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT32))
+    return g_variant_get_uint32 (value);
+  if (g_variant_is_of_type (value, G_VARIANT_TYPE_UINT16))
+    return g_variant_get_uint16 (value);
+  return 0;
+}
+
+static char *
+format_handshake_time (gint64 usec)
+{
+  g_autoptr (GDateTime) seconds = g_date_time_new_from_unix_utc (usec / G_USEC_PER_SEC);
+  g_autoptr (GDateTime) when = NULL;
+
+  if (seconds == NULL)
+    return NULL;
+  when = g_date_time_add (seconds, usec % G_USEC_PER_SEC);
+  return g_date_time_format_iso8601 (when);
+}
+
+static void
+json_add_dict_string (JsonBuilder  *builder,
+                      GVariantDict *dict,
+                      const char   *key)
+{
+  const char *value = dict_string (dict, key);
+
+  json_builder_set_member_name (builder, key);
+  if (value != NULL)
+    json_builder_add_string_value (builder, value);
+  else
+    json_builder_add_null_value (builder);
+}
+
+static void
+json_add_dict_uint (JsonBuilder  *builder,
+                    GVariantDict *dict,
+                    const char   *key)
+{
+  json_builder_set_member_name (builder, key);
+  json_builder_add_int_value (builder, (gint64) MIN (dict_uint (dict, key), (guint64) G_MAXINT64));
+}
+
+static void
+print_json (JsonBuilder *builder)
+{
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = json_builder_get_root (builder);
+  g_autofree char *text = NULL;
+
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, TRUE);
+  text = json_generator_to_data (generator, NULL);
+  g_print ("%s\n", text);
+}
+
+static void
+print_status_json (GVariant *self,
+                   GVariant *peers)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_auto (GVariantDict) self_dict;
+  GVariantIter iter;
+  GVariant    *peer;
+
+  g_variant_dict_init (&self_dict, self);
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "self");
+  json_builder_begin_object (builder);
+  json_add_dict_string (builder, &self_dict, "id");
+  json_add_dict_string (builder, &self_dict, "name");
+  json_add_dict_string (builder, &self_dict, "publicKey");
+  json_add_dict_uint (builder, &self_dict, "port");
+  json_builder_end_object (builder);
+
+  json_builder_set_member_name (builder, "peers");
+  json_builder_begin_array (builder);
+  g_variant_iter_init (&iter, peers);
+  while ((peer = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto (GVariantDict) dict;
+      gboolean online = FALSE;
+      double   rtt_ms = 0;
+      gint64   handshake = 0;
+
+      g_variant_dict_init (&dict, peer);
+      g_variant_unref (peer);
+      json_builder_begin_object (builder);
+      json_add_dict_string (builder, &dict, "id");
+      json_add_dict_string (builder, &dict, "name");
+      json_add_dict_string (builder, &dict, "type");
+      json_builder_set_member_name (builder, "online");
+      (void) g_variant_dict_lookup (&dict, "online", "b", &online);
+      json_builder_add_boolean_value (builder, online);
+      json_add_dict_string (builder, &dict, "state");
+      json_add_dict_string (builder, &dict, "path");
+      json_builder_set_member_name (builder, "rttMs");
+      if (g_variant_dict_lookup (&dict, "rttMs", "d", &rtt_ms))
+        /* To the microsecond: the double's own digits are noise. */
+        json_builder_add_double_value (builder, (double) (gint64) (rtt_ms * 1000 + 0.5) / 1000);
+      else
+        json_builder_add_null_value (builder);
+      json_add_dict_string (builder, &dict, "endpoint");
+      json_add_dict_uint (builder, &dict, "txBytes");
+      json_add_dict_uint (builder, &dict, "rxBytes");
+      json_add_dict_uint (builder, &dict, "rotations");
+      json_builder_set_member_name (builder, "lastHandshake");
+      if (g_variant_dict_lookup (&dict, "lastHandshake", "x", &handshake) && handshake > 0)
+        {
+          g_autofree char *when = format_handshake_time (handshake);
+
+          if (when != NULL)
+            json_builder_add_string_value (builder, when);
+          else
+            json_builder_add_null_value (builder);
+        }
+      else
+        json_builder_add_null_value (builder);
+      json_add_dict_uint (builder, &dict, "directAttempts");
+      json_add_dict_uint (builder, &dict, "pathChanges");
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  json_builder_end_object (builder);
+  print_json (builder);
+}
+
+/* A row like `tailscale status`: dot, name, type, id, then what is going on. */
+static void
+print_status_text (GVariant *self,
+                   GVariant *peers)
+{
+  g_auto (GVariantDict) self_dict;
+  GVariantIter iter;
+  GVariant    *peer;
+  const char  *self_id;
+
+  g_variant_dict_init (&self_dict, self);
+  self_id = dict_string (&self_dict, "id");
+  g_print ("%s (%s), UDP port %u\n", dict_string (&self_dict, "name"),
+           self_id != NULL ? self_id : "LAN only", (unsigned) dict_uint (&self_dict, "port"));
+  if (g_variant_n_children (peers) == 0)
+    {
+      g_print ("No other devices.\n");
+      return;
+    }
+  g_variant_iter_init (&iter, peers);
+  while ((peer = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto (GVariantDict) dict;
+      g_autoptr (GString) what = g_string_new (NULL);
+      gboolean    online = FALSE;
+      double      rtt_ms = -1;
+      const char *state, *endpoint;
+
+      g_variant_dict_init (&dict, peer);
+      g_variant_unref (peer);
+      (void) g_variant_dict_lookup (&dict, "online", "b", &online);
+      state = dict_string (&dict, "state");
+      endpoint = dict_string (&dict, "endpoint");
+      if (g_strcmp0 (state, "connected") == 0)
+        {
+          g_autofree char *tx = g_format_size (dict_uint (&dict, "txBytes"));
+          g_autofree char *rx = g_format_size (dict_uint (&dict, "rxBytes"));
+
+          g_string_append_printf (what, "active; %s", dict_string (&dict, "path"));
+          if (endpoint != NULL)
+            g_string_append_printf (what, " %s", endpoint);
+          if (g_variant_dict_lookup (&dict, "rttMs", "d", &rtt_ms))
+            g_string_append_printf (what, ", %.2f ms", rtt_ms);
+          g_string_append_printf (what, ", tx %s rx %s", tx, rx);
+        }
+      else if (g_strcmp0 (state, "connecting") == 0)
+        g_string_append (what, "connecting");
+      else
+        g_string_append (what, online ? "idle" : "offline");
+      g_print ("%s %-20s %-8s %s  %s\n", online ? "●" : "○", dict_string (&dict, "name"),
+               dict_string (&dict, "type"), dict_string (&dict, "id"), what->str);
+    }
+}
+
+static int
+cmd_status (const GlobalOptions *global,
+            int                  argc,
+            char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GDBusConnection) connection = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GVariant) reply = NULL;
+  g_autoptr (GVariant) self = NULL;
+  g_autoptr (GVariant) peers = NULL;
+  g_autoptr (GError) error = NULL;
+  gboolean           json = FALSE;
+  GAsyncResult      *slot = NULL;
+  const GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { NULL },
+  };
+
+  context = g_option_context_new (NULL);
+  g_option_context_set_summary (context,
+                                "Shows the peers of the pipermesh running for this state dir\n"
+                                "(“pipermesh up” or “pipermesh connect”): state, path, round trip,\n"
+                                "endpoint and traffic. Exits with 1 when none is running.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!parse_command_options ("status", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc > 1)
+    {
+      g_autofree char *message = g_strdup_printf ("status takes no arguments (got “%s”)", argv[1]);
+      return usage_error ("status", message);
+    }
+
+  connection = control_connect (global);
+  if (connection == NULL)
+    return EXIT_FAILED;
+  pm_control_get_status_async (connection, NULL, on_async_done, &slot);
+  result = wait_for (&slot);
+  reply = pm_control_get_status_finish (connection, result, &error);
+  if (reply == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  g_variant_get (reply, "(@a{sv}@aa{sv})", &self, &peers);
+  if (json)
+    print_status_json (self, peers);
+  else
+    print_status_text (self, peers);
+  return EXIT_OK;
+}
+
+/* The time between two pings. */
+#define PING_INTERVAL_MS 1000
+/* Most pings one command sends. */
+#define PING_MAX_COUNT 10000
+
+/* Finds a peer's name and id in a GetStatus answer, by id or name. */
+static gboolean
+status_find_peer (GVariant   *reply,
+                  const char *device,
+                  char      **id,
+                  char      **name)
+{
+  g_autoptr (GVariant) peers = g_variant_get_child_value (reply, 1);
+  GVariantIter iter;
+  GVariant    *peer;
+
+  g_variant_iter_init (&iter, peers);
+  while ((peer = g_variant_iter_next_value (&iter)) != NULL)
+    {
+      g_auto (GVariantDict) dict;
+
+      g_variant_dict_init (&dict, peer);
+      g_variant_unref (peer);
+      if (g_strcmp0 (dict_string (&dict, "id"), device) == 0 ||
+          g_strcmp0 (dict_string (&dict, "name"), device) == 0)
+        {
+          *id = g_strdup (dict_string (&dict, "id"));
+          *name = g_strdup (dict_string (&dict, "name"));
+          return TRUE;
+        }
+    }
+  return FALSE;
+}
+
+static int
+cmd_ping (const GlobalOptions *global,
+          int                  argc,
+          char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GDBusConnection) connection = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (GVariant) reply = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_autofree char   *id = NULL;
+  g_autofree char   *name = NULL;
+  gboolean           json = FALSE;
+  int                count = 4;
+  int                pongs = 0;
+  double             min = 0, max = 0, sum = 0;
+  GAsyncResult      *slot = NULL;
+  const char        *device;
+  const GOptionEntry entries[] = {
+    { "count", 'c', 0, G_OPTION_ARG_INT, &count, "Send N pings, one a second (default: 4)", "N" },
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { NULL },
+  };
+
+  context = g_option_context_new ("DEVICE");
+  g_option_context_set_summary (context,
+                                "Pings DEVICE (a name or an id) through the pipermesh running for\n"
+                                "this state dir, over the session's current path, and prints each\n"
+                                "round trip and the path it took. Brings a session up first if\n"
+                                "there is none. Exits with 1 when no pong came back.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!parse_command_options ("ping", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc != 2)
+    return usage_error ("ping", "ping takes one device name or id");
+  if (count < 1 || count > PING_MAX_COUNT)
+    return usage_error ("ping", "--count wants a number from 1 to 10000");
+  device = argv[1];
+
+  connection = control_connect (global);
+  if (connection == NULL)
+    return EXIT_FAILED;
+  pm_control_get_status_async (connection, NULL, on_async_done, &slot);
+  result = wait_for (&slot);
+  reply = pm_control_get_status_finish (connection, result, &error);
+  if (reply == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  if (!status_find_peer (reply, device, &id, &name))
+    {
+      g_printerr ("pipermesh: unknown device “%s”: no other device of this account has that "
+                  "name or id (“pipermesh status” lists them)\n",
+                  device);
+      return EXIT_FAILED;
+    }
+
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "device");
+  json_builder_begin_object (builder);
+  json_builder_set_member_name (builder, "id");
+  json_builder_add_string_value (builder, id);
+  json_builder_set_member_name (builder, "name");
+  json_builder_add_string_value (builder, name);
+  json_builder_end_object (builder);
+  json_builder_set_member_name (builder, "pings");
+  json_builder_begin_array (builder);
+  for (int seq = 1; seq <= count; seq++)
+    {
+      g_autoptr (GAsyncResult) ping_result = NULL;
+      g_autoptr (GError) ping_error = NULL;
+      g_autofree char *path = NULL;
+      double           rtt_ms = 0;
+
+      if (seq > 1)
+        {
+          gboolean waited = FALSE;
+
+          g_timeout_add (PING_INTERVAL_MS, on_drain_timeout, &waited);
+          while (!waited)
+            g_main_context_iteration (NULL, TRUE);
+        }
+      pm_control_ping_async (connection, id, NULL, on_async_done, &slot);
+      ping_result = wait_for (&slot);
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "seq");
+      json_builder_add_int_value (builder, seq);
+      if (!pm_control_ping_finish (connection, ping_result, &rtt_ms, &path, &ping_error))
+        {
+          if (!json)
+            g_print ("no pong from %s: %s\n", name, ping_error->message);
+          json_builder_set_member_name (builder, "error");
+          json_builder_add_string_value (builder, ping_error->message);
+          json_builder_end_object (builder);
+          if (g_error_matches (ping_error, PM_CONTROL_ERROR, PM_CONTROL_ERROR_UNKNOWN_DEVICE) ||
+              g_dbus_connection_is_closed (connection))
+            {
+              if (json)
+                g_printerr ("pipermesh: %s\n", ping_error->message);
+              return EXIT_FAILED;
+            }
+          continue;
+        }
+      if (!json)
+        g_print ("pong from %s via %s in %.2f ms\n", name, path, rtt_ms);
+      json_builder_set_member_name (builder, "rttMs");
+      json_builder_add_double_value (builder, (double) (gint64) (rtt_ms * 1000 + 0.5) / 1000);
+      json_builder_set_member_name (builder, "path");
+      json_builder_add_string_value (builder, path);
+      json_builder_end_object (builder);
+      min = pongs == 0 ? rtt_ms : MIN (min, rtt_ms);
+      max = pongs == 0 ? rtt_ms : MAX (max, rtt_ms);
+      sum += rtt_ms;
+      pongs++;
+    }
+  json_builder_end_array (builder);
+  json_builder_set_member_name (builder, "sent");
+  json_builder_add_int_value (builder, count);
+  json_builder_set_member_name (builder, "received");
+  json_builder_add_int_value (builder, pongs);
+  json_builder_set_member_name (builder, "rttMs");
+  if (pongs > 0)
+    {
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "min");
+      json_builder_add_double_value (builder, min);
+      json_builder_set_member_name (builder, "avg");
+      json_builder_add_double_value (builder, sum / pongs);
+      json_builder_set_member_name (builder, "max");
+      json_builder_add_double_value (builder, max);
+      json_builder_end_object (builder);
+    }
+  else
+    json_builder_add_null_value (builder);
+  json_builder_end_object (builder);
+
+  if (json)
+    print_json (builder);
+  else
+    {
+      g_print ("%d pings to %s, %d pongs, %d%% lost", count, name, pongs,
+               (count - pongs) * 100 / count);
+      if (pongs > 0)
+        g_print ("; round trip min/avg/max %.2f/%.2f/%.2f ms", min, sum / pongs, max);
+      g_print ("\n");
+    }
+  return pongs > 0 ? EXIT_OK : EXIT_FAILED;
 }
 
 /* ---------------------------------------------------------------------------

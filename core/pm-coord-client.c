@@ -1086,6 +1086,18 @@ pm_coord_client_get_enrolled (PmCoordClient *self)
 }
 
 /**
+ * pm_coord_client_get_token:
+ * The device token (a secret: for the relay's Authorization header, never for
+ * logs), or %NULL before enrollment.
+ */
+const char *
+pm_coord_client_get_token (PmCoordClient *self)
+{
+  g_return_val_if_fail (PM_IS_COORD_CLIENT (self), NULL);
+  return self->token;
+}
+
+/**
  * pm_coord_client_set_token:
  * @self: a #PmCoordClient
  * @token: (nullable): the device token ("pmdt_…"), or %NULL to forget it

@@ -115,6 +115,7 @@ PmCoordClient *pm_coord_client_new (const char *base_uri,
                                     GError    **error);
 const char    *pm_coord_client_get_base_uri (PmCoordClient *self);
 gboolean       pm_coord_client_get_enrolled (PmCoordClient *self);
+const char    *pm_coord_client_get_token (PmCoordClient *self);
 gboolean       pm_coord_client_set_token (PmCoordClient *self,
                                           const char    *token,
                                           GError       **error);

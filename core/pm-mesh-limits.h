@@ -59,3 +59,123 @@
  * closed as dead. The relay itself pings every 30 s. */
 #define PM_RELAY_CLIENT_KEEPALIVE_INTERVAL_S 20
 #define PM_RELAY_CLIENT_DEAD_AFTER_PINGS     3
+
+/* --- Paths (Tailscale's magicsock/disco numbers) ------------------------------ */
+/* A trusted direct path is pinged this often; each pong keeps it trusted for
+ * PM_PATH_TRUST_US. When the trust runs out the peer falls back to the relay
+ * at once (while it keeps pinging the direct path and sending on both, the
+ * direct path is "unproven"); after another PM_PATH_TRUST_US without a pong
+ * it is dropped. */
+#define PM_PATH_HEARTBEAT_US (G_GINT64_CONSTANT (3000) * 1000)
+#define PM_PATH_TRUST_US     (G_GINT64_CONSTANT (6500) * 1000)
+/* A discovery round pings every candidate PM_PATH_PROBE_COUNT times,
+ * PM_PATH_PROBE_INTERVAL_US apart, and sends one call-me-maybe through the
+ * relay after the first probes are out. A new round is started at most once per
+ * PM_PATH_REPROBE_US while no direct path is trusted (a hopeless upgrade is
+ * retried at most once a minute); a network change or a new candidate set
+ * starts one at once. */
+#define PM_PATH_PROBE_COUNT       5
+#define PM_PATH_PROBE_INTERVAL_US (G_GINT64_CONSTANT (200) * 1000)
+#define PM_PATH_REPROBE_US        (G_GINT64_CONSTANT (60) * G_USEC_PER_SEC)
+/* Hysteresis: a direct path replaces another of the same class only when its
+ * round trip is below this fraction of the current one (and at least
+ * PM_PATH_SWITCH_MIN_GAIN_US shorter); LAN beats direct beats relay always. */
+#define PM_PATH_SWITCH_RATIO       0.7
+#define PM_PATH_SWITCH_MIN_GAIN_US 1000
+/* Most candidate endpoints kept per peer (from the server, call-me-maybe and
+ * addresses authenticated frames came from); the oldest unproven go first. */
+#define PM_PATH_MAX_ENDPOINTS 32
+/* The relay is pinged this often while it is the path, for its round trip. */
+#define PM_PATH_RELAY_PING_US (G_GINT64_CONSTANT (3000) * 1000)
+
+/* --- Mesh --------------------------------------------------------------------- */
+/* The device list is fetched again this often (and after every wake). */
+#define PM_MESH_DEVICES_REFRESH_US (G_GINT64_CONSTANT (30) * G_USEC_PER_SEC)
+/* Candidates are gathered and published again this often, and after every
+ * network change. */
+#define PM_MESH_CANDIDATES_REFRESH_US (G_GINT64_CONSTANT (5) * 60 * G_USEC_PER_SEC)
+/* Relay reconnects back off from the first delay, doubling, to the last. */
+#define PM_MESH_RELAY_RETRY_MIN_US (G_GINT64_CONSTANT (500) * 1000)
+#define PM_MESH_RELAY_RETRY_MAX_US (G_GINT64_CONSTANT (30) * G_USEC_PER_SEC)
+/* A peer that woke us and then sent nothing for this long is let go (its relay
+ * closed, its session dropped). */
+#define PM_MESH_PEER_IDLE_US (G_GINT64_CONSTANT (5) * 60 * G_USEC_PER_SEC)
+
+/* --- Path discovery messages (core/pm-disco.h) -------------------------------- */
+/* Most endpoints one CALL_ME_MAYBE carries (the count is one byte on the wire;
+ * a parser refuses more). A device has a handful: its interface addresses and
+ * one or two STUN-mapped ones. At 20 bytes per IPv6 endpoint the message stays
+ * at 322 bytes, far below any path's MTU. */
+#define PM_DISCO_MAX_ENDPOINTS 16
+
+/* --- Streams (usrsctp) ---------------------------------------------------------
+ *
+ * The reliable stream layer (core/pm-stream-mux.c, docs/PROTOCOL.md §8): one
+ * SCTP association (usrsctp over AF_CONN) per peer session, carried one
+ * packet per Noise message of type 0x01. PmStreamMuxLimits (pm-stream-mux.h)
+ * starts from these, so tests can shrink them.
+ */
+
+/* Largest SCTP packet, on every path. Fixed: path MTU discovery is off
+ * (SPP_PMTUD_DISABLE), because lowering the MTU of a live usrsctp association
+ * stalls it for good. Over UDP a packet costs 1 + 32 more bytes (type byte,
+ * data frame header and AEAD tag): 1233 bytes of UDP payload, under any
+ * Internet path's 1500 but 1 byte over an IPv6 minimum-MTU (1280) link. */
+#define PM_STREAM_MTU 1200
+/* The SCTP port of both ends. AF_CONN ports never leave the Noise session. */
+#define PM_STREAM_SCTP_PORT 5000
+/* usrsctp's timers run from one GLib timeout, only while an association
+ * exists: every PM_STREAM_TICK_MS while packets flow or data is unacknowledged,
+ * every PM_STREAM_IDLE_TICK_MS once every association has been quiet for
+ * PM_STREAM_IDLE_AFTER_MS (only heartbeats are then due, to the second). */
+#define PM_STREAM_TICK_MS       10
+#define PM_STREAM_IDLE_TICK_MS  250
+#define PM_STREAM_IDLE_AFTER_MS 2000
+/* After the last association is gone, usrsctp is shut down (usrsctp_finish);
+ * if a closed socket still lingers, the timers keep running this long at
+ * most while it is retried. */
+#define PM_STREAM_FINISH_GRACE_MS 5000
+/* Retransmission timeout (SCTP_RTOINFO). A minimum of 200 ms caused spurious
+ * timeouts on these machines (the timers tick from a busy main loop), so the
+ * minimum stays at RFC 4960's 1 s. The maximum is low so that a path that
+ * comes back after an outage is used again within 4 s. */
+#define PM_STREAM_RTO_INITIAL_MS 1000
+#define PM_STREAM_RTO_MIN_MS     1000
+#define PM_STREAM_RTO_MAX_MS     4000
+/* Consecutive retransmissions without an acknowledgement before the
+ * association fails (1 + 2 + 4 + 27 × 4 s: about two minutes of silence). */
+#define PM_STREAM_MAX_RETRANSMISSIONS 30
+/* INIT attempts and their largest timeout (both ends start at once; the
+ * first attempts may go out before any path is up). */
+#define PM_STREAM_INIT_MAX_ATTEMPTS 30
+#define PM_STREAM_INIT_RTO_MAX_MS   4000
+/* SCTP heartbeat interval on an idle association. */
+#define PM_STREAM_HEARTBEAT_MS 30000
+/* SCTP streams each way; a stream id is < this. Even ids belong to one end,
+ * odd ids to the other, so each end opens at most half of them at once. */
+#define PM_STREAM_MAX_STREAMS 1024
+/* Per-stream receive window (credit): bytes a sender may have sent beyond
+ * what the receiving application has read. The association's receive window
+ * is shared by all streams, so each end drains it at once into per-stream
+ * buffers of at most this size; a slow reader stalls only its own stream. */
+#define PM_STREAM_WINDOW (256 * 1024)
+/* Windows a peer may announce (docs/PROTOCOL.md §8); others are refused. */
+#define PM_STREAM_MIN_WINDOW 1024
+#define PM_STREAM_MAX_WINDOW (1024 * 1024 * 1024)
+/* A receiver announces new credit once the application has read this
+ * fraction (1/N) of the window since the last announcement. */
+#define PM_STREAM_CREDIT_DIVISOR 4
+/* Socket buffers of the association (SO_SNDBUF, SO_RCVBUF): enough for
+ * ~200 MB/s on loopback and ~40 MB/s at 100 ms of round trip. */
+#define PM_STREAM_SEND_BUFFER    (4 * 1024 * 1024)
+#define PM_STREAM_RECEIVE_BUFFER (4 * 1024 * 1024)
+/* usrsctp's global cap on chunks queued per association (default 512, i.e.
+ * ~590 KB of 1200-byte packets, which would cap the buffers above). */
+#define PM_STREAM_MAX_CHUNKS_ON_QUEUE 16384
+/* Largest DATA message handed to SCTP in one send (SCTP fragments it). */
+#define PM_STREAM_MAX_MESSAGE (64 * 1024)
+/* Service names (printable ASCII) and refusal/reset reasons (UTF-8), bytes. */
+#define PM_STREAM_MAX_SERVICE_LEN 64
+#define PM_STREAM_MAX_REASON_LEN  256
+/* Packets that arrive before pm_stream_mux_start() are held, up to this many. */
+#define PM_STREAM_EARLY_PACKETS 64

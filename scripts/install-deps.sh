@@ -15,6 +15,7 @@ BUILD_PKGS="
   libsodium-dev libssl-dev
   libjson-glib-dev libsecret-1-dev
   libsoup-3.0-dev libsqlite3-dev zlib1g-dev
+  libusrsctp-dev
 "
 
 TEST_PKGS="
@@ -22,6 +23,7 @@ TEST_PKGS="
   clang-format python3
   dbus dbus-x11 gnome-keyring
   stun-client sqlite3 openssl wrk
+  iproute2 iptables iperf3 wireguard-go wireguard-tools util-linux
 "
 
 PKGS="$BUILD_PKGS"
