@@ -784,7 +784,7 @@ def helper_sink(args):
         except OSError:
             if time.monotonic() - t_connect > args.connect_timeout:
                 raise
-            time.sleep(0.01)
+            time.sleep(0.002)
     t_connected = time.monotonic()
     c.settimeout(args.idle_timeout)
     total, t_first, samples = 0, None, [[t_connected, 0]]
