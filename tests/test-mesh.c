@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "pm-coord-server.h"
+#include "pm-mesh-private.h"
 #include "pm-mesh.h"
 #include "pm-store-sqlite.h"
 #include "pm-test-util.h"
@@ -34,6 +35,7 @@ typedef struct {
   char           *a, *a_token, *b, *b_token;
   PmMesh         *ma, *mb;
   GSocketService *service;
+  GSocketService *digest_service;
   uint16_t        service_port;
   uint8_t         service_sha[32];
 } Fixture;
@@ -82,6 +84,63 @@ on_service_incoming (GSocketService    *service,
   g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (connection)),
                                    g_bytes_get_data (data, NULL), g_bytes_get_size (data), G_PRIORITY_DEFAULT, NULL,
                                    on_service_written, g_object_ref (connection));
+  return TRUE;
+}
+
+/* --- the digest service: reads to EOF, answers with the SHA-256 of it ---------- */
+
+typedef struct {
+  GSocketConnection       *connection;
+  crypto_hash_sha256_state sha;
+  uint8_t                  buf[65536];
+  uint8_t                  digest[32];
+} DigestJob;
+
+static void
+on_digest_sent (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  DigestJob *job = user_data;
+
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, NULL);
+  g_io_stream_close (G_IO_STREAM (job->connection), NULL, NULL);
+  g_object_unref (job->connection);
+  g_free (job);
+}
+
+static void
+on_digest_read (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  DigestJob *job = user_data;
+  gssize     n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+
+  if (n > 0)
+    {
+      crypto_hash_sha256_update (&job->sha, job->buf, n);
+      g_input_stream_read_async (G_INPUT_STREAM (source), job->buf, sizeof job->buf, G_PRIORITY_DEFAULT, NULL,
+                                 on_digest_read, job);
+      return;
+    }
+  crypto_hash_sha256_final (&job->sha, job->digest);
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (job->connection)), job->digest,
+                                   sizeof job->digest, G_PRIORITY_DEFAULT, NULL, on_digest_sent, job);
+}
+
+static gboolean
+on_digest_incoming (GSocketService    *service,
+                    GSocketConnection *connection,
+                    GObject           *source,
+                    gpointer           user_data)
+{
+  DigestJob *job = g_new0 (DigestJob, 1);
+
+  job->connection = g_object_ref (connection);
+  crypto_hash_sha256_init (&job->sha);
+  g_input_stream_read_async (g_io_stream_get_input_stream (G_IO_STREAM (connection)), job->buf, sizeof job->buf,
+                             G_PRIORITY_DEFAULT, NULL, on_digest_read, job);
   return TRUE;
 }
 
@@ -200,8 +259,17 @@ fixture_setup (Fixture      *f,
   g_signal_connect_data (f->service, "incoming", G_CALLBACK (on_service_incoming), bytes,
                          (GClosureNotify) (void (*) (void)) g_bytes_unref, 0);
 
-  f->ma = make_mesh (f, f->ia, f->a, f->a_token, options);
-  f->mb = make_mesh (f, f->ib, f->b, f->b_token, options);
+  f->digest_service = g_socket_service_new ();
+  {
+    uint16_t         port = g_socket_listener_add_any_inet_port (G_SOCKET_LISTENER (f->digest_service), NULL, &error);
+    g_autofree char *target = g_strdup_printf ("127.0.0.1:%u", port);
+    g_assert_no_error (error);
+    g_signal_connect (f->digest_service, "incoming", G_CALLBACK (on_digest_incoming), NULL);
+    f->ma = make_mesh (f, f->ia, f->a, f->a_token, options);
+    f->mb = make_mesh (f, f->ib, f->b, f->b_token, options);
+    g_assert_true (pm_mesh_add_service (f->mb, "digest", target, NULL, &error));
+    g_assert_no_error (error);
+  }
   {
     g_autofree char *target = g_strdup_printf ("127.0.0.1:%u", f->service_port);
     const char      *allowed[] = { "laptop", NULL };
@@ -226,6 +294,9 @@ fixture_teardown (Fixture      *f,
   g_socket_service_stop (f->service);
   g_socket_listener_close (G_SOCKET_LISTENER (f->service));
   g_clear_object (&f->service);
+  g_socket_service_stop (f->digest_service);
+  g_socket_listener_close (G_SOCKET_LISTENER (f->digest_service));
+  g_clear_object (&f->digest_service);
   g_clear_object (&f->server);
   g_clear_object (&f->relay);
   g_clear_object (&f->store);
@@ -475,6 +546,113 @@ test_rotation (Fixture      *f,
   g_assert_cmpint (pm_peer_get_last_handshake (host), >, 0);
 }
 
+/* Upload while the path moves: the session starts relay-only, and halfway
+ * through a 16 MiB upload discovery is switched on (as after a network
+ * change), so the stream moves from the relay to the LAN mid-flight; the
+ * host's digest of what arrived must match, byte for byte. */
+typedef struct {
+  GOutputStream *out;
+  uint8_t       *data;
+  size_t         len, sent;
+  gboolean       done;
+  GError        *error;
+} Writer;
+
+static void
+on_written_chunk (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      user_data)
+{
+  Writer *w = user_data;
+  gsize   n = 0;
+
+  if (!g_output_stream_write_all_finish (w->out, result, &n, &w->error))
+    {
+      w->done = TRUE;
+      return;
+    }
+  w->sent += n;
+  if (w->sent == w->len)
+    {
+      w->done = TRUE;
+      return;
+    }
+  g_output_stream_write_all_async (w->out, w->data + w->sent, MIN (w->len - w->sent, 65536), G_PRIORITY_DEFAULT,
+                                   NULL, on_written_chunk, w);
+}
+
+static gboolean
+writer_halfway (gpointer data)
+{
+  Writer *w = data;
+
+  return w->done || w->sent >= w->len / 2;
+}
+
+static gboolean
+writer_done (gpointer data)
+{
+  return ((Writer *) data)->done;
+}
+
+static void
+test_migrate_upload (Fixture      *f,
+                     gconstpointer data)
+{
+  PmPeer  *host = peer_of (f->ma, "host");
+  PmPeer  *laptop;
+  PathWait relay = { host, PM_PATH_RELAY };
+  PathWait lan = { host, PM_PATH_LAN };
+  g_autoptr (GError) error = NULL;
+  g_autoptr (PmStream) stream = NULL;
+  Writer  w = { 0 };
+  uint8_t expected[32], digest[32];
+  gsize   got = 0;
+
+  pm_peer_connect (host);
+  g_assert_true (pm_test_spin_until (path_is, &relay, WAIT_MS));
+  stream = open_stream (host, "digest", &error);
+  g_assert_no_error (error);
+
+  w.len = 16 * 1024 * 1024;
+  w.data = g_malloc (w.len);
+  fill_pattern (w.data, w.len);
+  crypto_hash_sha256 (expected, w.data, w.len);
+  w.out = g_io_stream_get_output_stream (G_IO_STREAM (stream));
+  g_output_stream_write_all_async (w.out, w.data, 65536, G_PRIORITY_DEFAULT, NULL, on_written_chunk, &w);
+  g_assert_true (pm_test_spin_until (writer_halfway, &w, 60000));
+  g_assert_false (w.done);
+  g_assert_cmpint (pm_peer_get_path_type (host), ==, PM_PATH_RELAY);
+
+  /* Discovery on, as after a network change, on both sides. */
+  ((PmMeshLimits *) pm_mesh_get_limits (f->ma))->probe_count = 3;
+  ((PmMeshLimits *) pm_mesh_get_limits (f->mb))->probe_count = 3;
+  laptop = pm_mesh_lookup_peer (f->mb, "laptop");
+  pm_peer_network_changed (host);
+  pm_peer_network_changed (laptop);
+  g_assert_true (pm_test_spin_until (path_is, &lan, WAIT_MS));
+  g_test_message ("on the LAN after %zu of %zu bytes", w.sent, w.len);
+
+  g_assert_true (pm_test_spin_until (writer_done, &w, 60000));
+  g_assert_no_error (w.error);
+  g_assert_true (g_output_stream_close (w.out, NULL, &error)); /* FIN: the host hashes and answers */
+  g_assert_no_error (error);
+  {
+    AsyncWait rw = { 0 };
+    g_input_stream_read_all_async (g_io_stream_get_input_stream (G_IO_STREAM (stream)), digest, sizeof digest,
+                                   G_PRIORITY_DEFAULT, NULL, on_async, &rw);
+    g_assert_true (pm_test_spin_until (async_done, &rw, WAIT_MS));
+    g_assert_true (g_input_stream_read_all_finish (g_io_stream_get_input_stream (G_IO_STREAM (stream)), rw.result,
+                                                   &got, &error));
+    g_object_unref (rw.result);
+  }
+  g_assert_no_error (error);
+  g_assert_cmpuint (got, ==, 32);
+  g_assert_cmpmem (digest, 32, expected, 32);
+  g_assert_cmpuint (pm_peer_get_path_changes (host), >=, 1);
+  g_free (w.data);
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -485,6 +663,7 @@ main (int   argc,
   g_test_add ("/mesh/connect-lan", Fixture, &lan_options, fixture_setup, test_connect_lan, fixture_teardown);
   g_test_add ("/mesh/relay-only", Fixture, &relay_options, fixture_setup, test_relay_only, fixture_teardown);
   g_test_add ("/mesh/rotation", Fixture, &rotate_options, fixture_setup, test_rotation, fixture_teardown);
+  g_test_add ("/mesh/migrate-upload", Fixture, &relay_options, fixture_setup, test_migrate_upload, fixture_teardown);
   g_test_add ("/mesh/refused", Fixture, &lan_options, fixture_setup, test_refused, fixture_teardown);
   return g_test_run ();
 }
