@@ -26,7 +26,9 @@
 /* Network changes come in bursts: act this long after the last one. */
 #define NETWORK_SETTLE_MS 500
 
-G_DEFINE_QUARK (pm - mesh - error - quark, pm_mesh_error)
+/* clang-format off */
+G_DEFINE_QUARK (pm-mesh-error-quark, pm_mesh_error)
+/* clang-format on */
 
 typedef struct {
   char               *name;

@@ -38,7 +38,9 @@
 /* The answer to pm_peer_ping_async() is awaited this long. */
 #define PING_TIMEOUT_US (G_GINT64_CONSTANT (5) * G_USEC_PER_SEC)
 
-G_DEFINE_QUARK (pm - peer - error - quark, pm_peer_error)
+/* clang-format off */
+G_DEFINE_QUARK (pm-peer-error-quark, pm_peer_error)
+/* clang-format on */
 
 typedef struct {
   GInetSocketAddress *address;
