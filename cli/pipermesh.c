@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <gio/gunixinputstream.h>
 #include <glib-unix.h>
 #include <glib/gstdio.h>
 #include <json-glib/json-glib.h>
@@ -27,7 +28,14 @@
 #include "pm-coord-client.h"
 #include "pm-forward.h"
 #include "pm-identity.h"
+#include "pm-mdns.h"
 #include "pm-mesh.h"
+#include "pm-pair-cert.h"
+#include "pm-pair-client.h"
+#include "pm-pair-code.h"
+#include "pm-pair-host.h"
+#include "pm-paired-store.h"
+#include "pm-qr.h"
 #include "pm-udp-socket.h"
 
 #ifndef PM_VERSION
@@ -62,6 +70,9 @@ static int cmd_up (const GlobalOptions *global, int argc, char **argv);
 static int cmd_connect (const GlobalOptions *global, int argc, char **argv);
 static int cmd_status (const GlobalOptions *global, int argc, char **argv);
 static int cmd_ping (const GlobalOptions *global, int argc, char **argv);
+static int cmd_pair (const GlobalOptions *global, int argc, char **argv);
+static int cmd_paired (const GlobalOptions *global, int argc, char **argv);
+static int cmd_unpair (const GlobalOptions *global, int argc, char **argv);
 static int cmd_help (const GlobalOptions *global, int argc, char **argv);
 
 static const Command commands[] = {
@@ -73,6 +84,9 @@ static const Command commands[] = {
   { "connect", cmd_connect, "Forward local TCP ports to a device's services (foreground)" },
   { "status", cmd_status, "Show the peers of the running pipermesh" },
   { "ping", cmd_ping, "Ping a device through the running pipermesh" },
+  { "pair", cmd_pair, "Pair with a device on this network by QR code (no account)" },
+  { "paired", cmd_paired, "List the devices paired by QR code" },
+  { "unpair", cmd_unpair, "Forget a paired device" },
   { "help", cmd_help, "Show help for pipermesh or for one command" },
 };
 
@@ -1064,6 +1078,8 @@ typedef struct {
   PmPeer        *watch_only; /* NULL: print every peer's changes */
   gulong         items_changed_handler;
   GHashTable    *watches; /* PmPeer* -> PeerWatch* */
+  PmMdns        *mdns;    /* LAN only: advertises this device, finds paired ones */
+  GPtrArray     *paired;  /* LAN only: PmPairedDevice */
 } MeshRun;
 
 static void
@@ -1189,6 +1205,10 @@ mesh_run_clear (MeshRun *run)
   if (run->items_changed_handler != 0)
     g_clear_signal_handler (&run->items_changed_handler, pm_mesh_get_peers (run->mesh));
   g_clear_pointer (&run->watches, g_hash_table_unref);
+  if (run->mdns != NULL)
+    g_signal_handlers_disconnect_by_data (run->mdns, run);
+  g_clear_object (&run->mdns);
+  g_clear_pointer (&run->paired, g_ptr_array_unref);
   if (run->control != NULL)
     pm_control_stop (run->control);
   g_clear_object (&run->control);
@@ -1373,6 +1393,123 @@ on_ready_announce (GObject      *source,
     g_printerr ("pipermesh: %s\n", error->message);
 }
 
+/* LAN only: the devices paired by QR code (pipermesh pair) are the peers. */
+static GPtrArray *
+paired_devices_load (const char *dir,
+                     GError    **error)
+{
+  g_autoptr (PmPairedStore) store = pm_paired_store_new_for_state_dir (dir);
+
+  return pm_paired_store_list (store, error);
+}
+
+/* After pm_mesh_start(): every paired device as a peer at its last known
+ * addresses, reached with Noise_IK over UDP like any other. */
+static void
+mesh_add_paired_peers (PmMesh    *mesh,
+                       GPtrArray *paired)
+{
+  for (unsigned i = 0; i < paired->len; i++)
+    {
+      PmPairedDevice *d = paired->pdata[i];
+      g_autoptr (GPtrArray) addresses = g_ptr_array_new_with_free_func (g_object_unref);
+
+      for (unsigned j = 0; j < d->addresses->len; j++)
+        {
+          GInetSocketAddress *a = pm_address_parse (d->addresses->pdata[j], FALSE);
+          if (a != NULL)
+            g_ptr_array_add (addresses, a);
+        }
+      pm_mesh_add_peer (mesh, d->id, d->name, d->device_type, d->public_key, addresses);
+    }
+}
+
+/* mDNS found a device at @address: if it is a paired one, the mesh tries
+ * that address too, and the store remembers it for the next start. A forged
+ * announcement costs one failed IK handshake: the key is what counts. */
+static void
+on_mdns_peer_found (PmMdns             *mdns,
+                    const char         *fingerprint,
+                    GInetSocketAddress *address,
+                    gpointer            user_data)
+{
+  MeshRun *run = user_data;
+
+  for (unsigned i = 0; run->paired != NULL && i < run->paired->len; i++)
+    {
+      PmPairedDevice *d = run->paired->pdata[i];
+      g_autofree char *fp = pm_mdns_fingerprint_of_key (d->public_key);
+      g_autoptr (GPtrArray) addresses = NULL;
+      g_autoptr (PmPairedStore) store = NULL;
+      g_autoptr (GError) error = NULL;
+      g_autofree char *text = NULL;
+
+      if (!g_str_equal (fp, fingerprint))
+        continue;
+      text = pm_address_to_string (address);
+      g_debug ("mDNS: %s is at %s", d->name, text);
+      addresses = g_ptr_array_new ();
+      g_ptr_array_add (addresses, address);
+      pm_mesh_add_peer (run->mesh, d->id, d->name, d->device_type, d->public_key, addresses);
+      store = pm_paired_store_new_for_state_dir (run->dir);
+      {
+        const char *list[] = { text, NULL };
+        if (!pm_paired_store_set_addresses (store, d->id, list, &error))
+          g_debug ("Could not remember %s's address: %s", d->name, error->message);
+      }
+      return;
+    }
+}
+
+/* LAN only: advertise this device on @port (when @advertise) and browse
+ * for the paired ones. Without an Avahi daemon PmMdns says so once and the
+ * stored addresses are used. */
+static void
+mesh_run_start_mdns (MeshRun   *run,
+                     GPtrArray *paired,
+                     gboolean   advertise)
+{
+  g_autoptr (GError) error = NULL;
+
+  run->paired = g_ptr_array_ref (paired);
+  run->mdns = pm_mdns_new ();
+  g_signal_connect (run->mdns, "peer-found", G_CALLBACK (on_mdns_peer_found), run);
+  if (!pm_mdns_start (run->mdns, &error))
+    {
+      g_message ("mDNS discovery off: %s", error->message);
+      return;
+    }
+  if (advertise)
+    {
+      g_autofree char *fp = pm_mdns_fingerprint_of_key (pm_identity_get_public_key (run->identity));
+      pm_mdns_advertise (run->mdns, run->self_name, pm_mesh_get_port (run->mesh), fp);
+    }
+}
+
+/* The devices that may use @service in LAN-only mode: those of --allow
+ * (@given, may be NULL) and the paired devices whose allow-list has it. */
+static GPtrArray *
+paired_allowed (GPtrArray  *paired,
+                const char *service,
+                GPtrArray  *given)
+{
+  GPtrArray *list = g_ptr_array_new_null_terminated (0, g_free, TRUE);
+
+  for (unsigned i = 0; given != NULL && i < given->len; i++)
+    g_ptr_array_add (list, g_strdup (given->pdata[i]));
+  for (unsigned i = 0; i < paired->len; i++)
+    {
+      PmPairedDevice *d = paired->pdata[i];
+      gboolean        listed = FALSE;
+
+      for (unsigned j = 0; j < list->len && !listed; j++)
+        listed = g_str_equal (list->pdata[j], d->name);
+      if (!listed && pm_paired_device_allows (d, service))
+        g_ptr_array_add (list, g_strdup (d->name));
+    }
+  return list;
+}
+
 /* --allow NAME=DEVICE[,DEVICE]: adds the devices to @allow (NAME -> GPtrArray). */
 static gboolean
 parse_allow (GHashTable *allow,
@@ -1425,6 +1562,7 @@ cmd_up (const GlobalOptions *global,
   g_auto (MeshRun) run = { NULL };
   g_auto (GStrv) services = NULL;
   g_auto (GStrv) allows = NULL;
+  g_autoptr (GPtrArray) paired = NULL; /* LAN only: PmPairedDevice */
   GHashTableIter     iter;
   const char        *name;
   int                status;
@@ -1467,12 +1605,22 @@ cmd_up (const GlobalOptions *global,
   status = mesh_run_prepare (&run, global, "up", &options);
   if (status != EXIT_OK)
     return status;
+  if (options.lan_only)
+    {
+      paired = paired_devices_load (run.dir, &error);
+      if (paired == NULL)
+        {
+          g_printerr ("pipermesh: %s\n", error->message);
+          return EXIT_FAILED;
+        }
+    }
 
   for (char **s = services; s != NULL && *s != NULL; s++)
     {
       const char      *eq = strchr (*s, '=');
       g_autofree char *service = NULL;
-      GPtrArray       *list;
+      g_autoptr (GPtrArray) lan_allowed = NULL;
+      GPtrArray *list;
 
       if (eq == NULL || eq == *s || eq[1] == '\0')
         {
@@ -1481,6 +1629,8 @@ cmd_up (const GlobalOptions *global,
         }
       service = g_strndup (*s, (size_t) (eq - *s));
       list = g_hash_table_lookup (allow, service);
+      if (paired != NULL)
+        list = lan_allowed = paired_allowed (paired, service, list);
       /* list->pdata is NULL-terminated: the GStrv the mesh wants. */
       if (!pm_mesh_add_service (run.mesh, service, eq + 1,
                                 list != NULL ? (const char *const *) list->pdata : NULL,
@@ -1489,7 +1639,11 @@ cmd_up (const GlobalOptions *global,
           g_autofree char *message = g_strdup_printf ("--service %s: %s", *s, error->message);
           return usage_error ("up", message);
         }
-      if (list != NULL)
+      if (list != NULL && list->len == 0)
+        g_print ("offering %s (%s) to no device: no paired device may use it "
+                 "(pair with --allow-service %s, or give --allow %s=DEVICE)\n",
+                 service, eq + 1, service, service);
+      else if (list != NULL)
         {
           g_autofree char *devices = g_strjoinv (", ", (char **) list->pdata);
 
@@ -1508,9 +1662,16 @@ cmd_up (const GlobalOptions *global,
         return usage_error ("up", message);
       }
 
+  if (options.lan_only && options.port == 0)
+    options.port = PM_MESH_LAN_PORT; /* where paired devices look for it */
   status = mesh_run_start (&run, &options);
   if (status != EXIT_OK)
     return status;
+  if (paired != NULL)
+    {
+      mesh_add_paired_peers (run.mesh, paired);
+      mesh_run_start_mdns (&run, paired, TRUE);
+    }
   if (options.lan_only)
     g_print ("up as %s, LAN only, UDP port %u\n", run.self_name, pm_mesh_get_port (run.mesh));
   else
@@ -1746,6 +1907,10 @@ cmd_connect (const GlobalOptions *global,
       "Listen on ADDR:PORT (ADDR: 127.0.0.1 unless given; port 0: any) and forward every TCP "
       "connection to the device's service SERVICE (repeatable)",
       "[ADDR:]PORT=SERVICE" },
+    { "lan-only", 0, 0, G_OPTION_ARG_NONE, &options.lan_only,
+      "Reach a device paired by QR code (pipermesh pair) on this network; contact no "
+      "coordination server, relay or STUN server",
+      NULL },
     { NULL },
   };
 
@@ -1779,6 +1944,18 @@ cmd_connect (const GlobalOptions *global,
     status = mesh_run_start (&run, &options);
   if (status != EXIT_OK)
     return status;
+  if (options.lan_only)
+    {
+      g_autoptr (GPtrArray) paired = paired_devices_load (run.dir, &error);
+
+      if (paired == NULL)
+        {
+          g_printerr ("pipermesh: %s\n", error->message);
+          return EXIT_FAILED;
+        }
+      mesh_add_paired_peers (run.mesh, paired);
+      mesh_run_start_mdns (&run, paired, FALSE);
+    }
 
   pm_mesh_wait_ready_async (run.mesh, run.cancellable, on_async_done, &slot);
   result = wait_for (&slot); /* SIGINT/SIGTERM cancel it */
@@ -1793,6 +1970,9 @@ cmd_connect (const GlobalOptions *global,
     {
       if (g_strcmp0 (device, run.coord.device_id) == 0 || g_strcmp0 (device, run.self_name) == 0)
         g_printerr ("pipermesh: “%s” is this device\n", device);
+      else if (options.lan_only)
+        g_printerr ("pipermesh: no paired device is named “%s” (“pipermesh paired” lists them)\n",
+                    device);
       else
         g_printerr ("pipermesh: unknown device “%s”: no other device of this account has that "
                     "name or id (“pipermesh devices” lists them)\n",
@@ -1827,6 +2007,598 @@ cmd_connect (const GlobalOptions *global,
   if (!drained)
     g_source_remove (drain_timeout);
   return status;
+}
+
+/* ---------------------------------------------------------------------------
+ * pair show, pair scan, paired, unpair: pairing by QR code, no account
+ * ------------------------------------------------------------------------- */
+
+/* This device's name for a pairing: --name, else the enrolled name, else the
+ * identity's, else the host name. */
+static char *
+pair_self_name (const char *dir,
+                PmIdentity *identity,
+                const char *given)
+{
+  Coordination coord = { NULL };
+  char        *name = NULL;
+
+  if (given != NULL)
+    return g_strdup (given);
+  if (coordination_load (dir, &coord, NULL) && coord.name != NULL)
+    name = g_strdup (coord.name);
+  coordination_clear (&coord);
+  if (name == NULL && pm_identity_get_device_name (identity) != NULL)
+    name = g_strdup (pm_identity_get_device_name (identity));
+  if (name == NULL)
+    name = g_strdup (g_get_host_name ());
+  return name;
+}
+
+/* The options pair show and pair scan share. */
+typedef struct {
+  char    *name;
+  char    *type;
+  int      mesh_port;
+  char   **allow_services;
+  int      timeout_s; /* hidden: shortens PmPairLimits for tests */
+  gboolean mesh_port_set;
+} PairOptions;
+
+static void
+pair_options_clear (PairOptions *options)
+{
+  g_clear_pointer (&options->name, g_free);
+  g_clear_pointer (&options->type, g_free);
+  g_clear_pointer (&options->allow_services, g_strfreev);
+}
+
+G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (PairOptions, pair_options_clear)
+
+static void
+pair_options_add_entries (GOptionContext *context,
+                          PairOptions    *options)
+{
+  const GOptionEntry entries[] = {
+    { "name", 'n', 0, G_OPTION_ARG_STRING, &options->name,
+      "This device's name as the other device will show it (default: its enrolled name, "
+      "else the host name)",
+      "NAME" },
+    { "type", 0, 0, G_OPTION_ARG_STRING, &options->type,
+      "This device's type: linux, mac, windows, android, iphone, ipad or watch (default: linux)",
+      "TYPE" },
+    { "mesh-port", 0, 0, G_OPTION_ARG_INT, &options->mesh_port,
+      "The UDP port this device's “up --lan-only” uses, told to the other device "
+      "(default: 41641; 0: none fixed)",
+      "UDPPORT" },
+    { "allow-service", 0, 0, G_OPTION_ARG_STRING_ARRAY, &options->allow_services,
+      "A service of this device the other one may use (repeatable; default: every service)",
+      "SERVICE" },
+    { "timeout", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_INT, &options->timeout_s,
+      "Seconds to wait for each message and for the answer (tests)", "SECONDS" },
+    { NULL },
+  };
+
+  options->mesh_port = -1;
+  g_option_context_add_main_entries (context, entries, NULL);
+}
+
+/* Checks the shared options; fills @limits. Returns EXIT_OK or a usage error. */
+static int
+pair_options_check (const char   *command,
+                    PairOptions  *options,
+                    PmPairLimits *limits)
+{
+  g_autoptr (GError) error = NULL;
+
+  pm_pair_limits_default (limits);
+  if (options->type == NULL)
+    options->type = g_strdup (pm_pair_device_type_default ());
+  if (!pm_pair_device_type_is_valid (options->type))
+    return usage_error (command, "--type: linux, mac, windows, android, iphone, ipad or watch");
+  if (options->name != NULL && !pm_pair_name_check (options->name, strlen (options->name), &error))
+    {
+      g_autofree char *message = g_strdup_printf ("--name: %s", error->message);
+      return usage_error (command, message);
+    }
+  if (options->mesh_port == -1)
+    options->mesh_port = PM_MESH_LAN_PORT;
+  if (options->mesh_port < 0 || options->mesh_port > 65535)
+    return usage_error (command, "--mesh-port wants a UDP port from 0 to 65535");
+  for (char **s = options->allow_services; s != NULL && *s != NULL; s++)
+    if (**s == '\0' || strlen (*s) > 64 || strpbrk (*s, "=:,/ \t\n") != NULL)
+      {
+        g_autofree char *message =
+          g_strdup_printf ("--allow-service: “%s” is not a service name", *s);
+        return usage_error (command, message);
+      }
+  if (options->timeout_s < 0)
+    return usage_error (command, "--timeout wants a number of seconds");
+  if (options->timeout_s > 0)
+    {
+      limits->connect_timeout_ms = (unsigned) options->timeout_s * 1000;
+      limits->message_timeout_ms = (unsigned) options->timeout_s * 1000;
+      limits->verify_timeout_ms = (unsigned) options->timeout_s * 1000;
+    }
+  return EXIT_OK;
+}
+
+/* Reads one answer line from standard input without blocking the main loop. */
+typedef struct {
+  PmPairHost       *host;
+  GDataInputStream *input;
+  GCancellable     *cancellable;
+} PairPrompt;
+
+static void
+on_prompt_line (GObject      *source,
+                GAsyncResult *result,
+                gpointer      user_data)
+{
+  PairPrompt *prompt = user_data;
+  g_autoptr (GError) error = NULL;
+  g_autofree char *line =
+    g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result, NULL, &error);
+
+  if (g_error_matches (error, G_IO_ERROR, G_IO_ERROR_CANCELLED))
+    return;
+  if (line != NULL)
+    g_strstrip (line);
+  if (line != NULL &&
+      (g_ascii_strcasecmp (line, "y") == 0 || g_ascii_strcasecmp (line, "yes") == 0))
+    pm_pair_host_accept (prompt->host);
+  else
+    pm_pair_host_reject (prompt->host, "The host's user rejected the pairing");
+}
+
+typedef struct {
+  gboolean    auto_accept;
+  PairPrompt *prompt;
+} PairShowRun;
+
+static void
+on_host_verify (PmPairHost *host,
+                const char *code,
+                const char *peer_name,
+                const char *peer_type,
+                gpointer    user_data)
+{
+  PairShowRun *run = user_data;
+
+  g_print ("“%s” (%s) wants to pair.\n", peer_name, peer_type);
+  g_print ("Verification code: %s\n", code);
+  if (run->auto_accept)
+    {
+      g_print ("Accepted (--auto-accept).\n");
+      pm_pair_host_accept (host);
+      return;
+    }
+  g_print ("Does “%s” show the same code? Accept the pairing? [y/N] ", peer_name);
+  fflush (stdout);
+  g_data_input_stream_read_line_async (run->prompt->input, G_PRIORITY_DEFAULT,
+                                       run->prompt->cancellable, on_prompt_line, run->prompt);
+}
+
+static int
+pair_show (const GlobalOptions *global,
+           int                  argc,
+           char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (PmIdentity) identity = NULL;
+  g_autoptr (GTlsCertificate) certificate = NULL;
+  g_autoptr (PmPairedStore) store = NULL;
+  g_autoptr (PmPairHost) host = NULL;
+  g_autoptr (GPtrArray) addresses = NULL;
+  g_autoptr (PmQr) qr = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (PmPairedDevice) device = NULL;
+  g_autoptr (GInputStream) stdin_stream = NULL;
+  g_autoptr (GCancellable) cancellable = g_cancellable_new ();
+  g_auto (PairOptions) options = { NULL };
+  g_auto (GStrv) address_args = NULL;
+  g_autofree char   *png = NULL, *svg = NULL, *dir = NULL, *name = NULL;
+  g_autofree char   *uri = NULL, *blocks = NULL;
+  GAsyncResult      *slot = NULL;
+  PairPrompt         prompt = { NULL };
+  PairShowRun        show = { FALSE, &prompt };
+  PmPairLimits       limits;
+  int                port = 0, ttl = PM_PAIR_CODE_LIFETIME_S, status;
+  const PmPairCode  *code;
+  const GOptionEntry entries[] = {
+    { "png", 0, 0, G_OPTION_ARG_FILENAME, &png, "Also write the QR code as a PNG picture", "FILE" },
+    { "svg", 0, 0, G_OPTION_ARG_FILENAME, &svg, "Also write the QR code as an SVG picture",
+      "FILE" },
+    { "auto-accept", 0, 0, G_OPTION_ARG_NONE, &show.auto_accept,
+      "Accept the device that uses the code without asking (headless hosts)", NULL },
+    { "port", 'p', 0, G_OPTION_ARG_INT, &port,
+      "The TCP port to listen on for the pairing (default: any)", "PORT" },
+    { "address", 0, 0, G_OPTION_ARG_STRING_ARRAY, &address_args,
+      "Listen on this IP address only and put it in the code (repeatable; default: every "
+      "LAN address)",
+      "IP" },
+    { "ttl", 0, 0, G_OPTION_ARG_INT, &ttl, "Seconds until the code expires (default: 600)",
+      "SECONDS" },
+    { NULL },
+  };
+
+  context = g_option_context_new (NULL);
+  g_option_context_set_summary (context,
+                                "Shows a pairing code (QR code and text) and waits for ONE\n"
+                                "device to pair with it (“pipermesh pair scan” there). Both\n"
+                                "devices print a verification code; accept here when they\n"
+                                "match. The code works once, on this network, with no account.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  pair_options_add_entries (context, &options);
+  if (!parse_command_options ("pair show", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc > 1)
+    return usage_error ("pair", "pair show takes no arguments");
+  status = pair_options_check ("pair", &options, &limits);
+  if (status != EXIT_OK)
+    return status;
+  if (port < 0 || port > 65535)
+    return usage_error ("pair", "--port wants a TCP port from 0 to 65535");
+  if (ttl <= 0 || ttl > 24 * 3600)
+    return usage_error ("pair", "--ttl wants 1 to 86400 seconds");
+  if (address_args != NULL)
+    {
+      addresses = g_ptr_array_new_with_free_func (g_object_unref);
+      for (char **a = address_args; *a != NULL; a++)
+        {
+          GInetAddress *ip = g_inet_address_new_from_string (*a);
+
+          if (ip == NULL)
+            {
+              g_autofree char *message = g_strdup_printf ("--address %s: not an IP address", *a);
+              return usage_error ("pair", message);
+            }
+          g_ptr_array_add (addresses, ip);
+        }
+    }
+
+  dir = state_dir_of (global);
+  identity = pm_identity_load_or_create (dir, PM_KEY_STORE_AUTO, NULL, &error);
+  if (identity == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  certificate = pm_pair_cert_load_or_create (dir, NULL, &error);
+  if (certificate == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  name = pair_self_name (dir, identity, options.name);
+  store = pm_paired_store_new_for_state_dir (dir);
+  host = pm_pair_host_new (identity, certificate, store, name, options.type, &limits);
+  pm_pair_host_set_mesh_port (host, (uint16_t) options.mesh_port);
+  pm_pair_host_set_allowed_services (host, (const char *const *) options.allow_services);
+  if (!pm_pair_host_start (host, addresses, (uint16_t) port, ttl, &error))
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  code = pm_pair_host_get_code (host);
+  uri = pm_pair_code_to_uri (code);
+  qr = pm_qr_new (uri, &error);
+  if (qr == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  if ((png != NULL && !pm_qr_save_png (qr, png, 8, &error)) ||
+      (svg != NULL && !pm_qr_save_svg (qr, svg, 8, &error)))
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+
+  blocks = pm_qr_to_text (qr, isatty (STDOUT_FILENO) ? PM_QR_TEXT_ANSI : PM_QR_TEXT_DARK_ON_LIGHT);
+  g_print (
+    "Scan this code on the other device (“pipermesh pair scan”) to pair it with “%s”:\n\n%s\n",
+    name, blocks);
+  g_print ("Or give it this text (“pipermesh pair scan --uri …”):\n%s\n\n", uri);
+  if (png != NULL)
+    g_print ("QR code written to %s\n", png);
+  if (svg != NULL)
+    g_print ("QR code written to %s\n", svg);
+  {
+    g_autoptr (GDateTime) expires = g_date_time_new_from_unix_local (code->expires);
+    g_autofree char *when = g_date_time_format (expires, "%H:%M:%S");
+
+    g_print ("Listening on port %u. The code works once and expires at %s.\n",
+             pm_pair_host_get_port (host), when);
+  }
+  g_print ("Waiting for a device…\n");
+
+  stdin_stream = g_unix_input_stream_new (STDIN_FILENO, FALSE);
+  prompt.host = host;
+  prompt.input = g_data_input_stream_new (stdin_stream);
+  prompt.cancellable = cancellable;
+  g_signal_connect (host, "verify", G_CALLBACK (on_host_verify), &show);
+  pm_pair_host_wait_async (host, NULL, on_async_done, &slot);
+  result = wait_for (&slot);
+  g_cancellable_cancel (cancellable);
+  device = pm_pair_host_wait_finish (host, result, &error);
+  g_signal_handlers_disconnect_by_data (host, &show);
+  pm_pair_host_stop (host);
+  g_clear_object (&prompt.input);
+  if (device == NULL)
+    {
+      if (!show.auto_accept && g_error_matches (error, PM_PAIR_ERROR, PM_PAIR_ERROR_REJECTED))
+        g_print ("\n");
+      g_printerr ("pipermesh: %s; nothing was stored\n", error->message);
+      return EXIT_FAILED;
+    }
+  g_print (
+    "Paired with “%s” (%s). With both running “pipermesh up --lan-only”, it reaches this device's\n"
+    "services with “pipermesh connect %s --lan-only --forward PORT=SERVICE”.\n",
+    device->name, device->device_type, name);
+  return EXIT_OK;
+}
+
+static void
+on_client_verify (PmPairClient *client,
+                  const char   *code,
+                  const char   *host_name,
+                  const char   *host_type,
+                  gpointer      user_data)
+{
+  g_print ("Verification code: %s\n", code);
+  g_print ("Check that “%s” shows the same code, and accept there.\n", host_name);
+}
+
+static int
+pair_scan (const GlobalOptions *global,
+           int                  argc,
+           char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (PmIdentity) identity = NULL;
+  g_autoptr (PmPairedStore) store = NULL;
+  g_autoptr (PmPairClient) client = NULL;
+  g_autoptr (PmPairCode) code = NULL;
+  g_autoptr (GAsyncResult) result = NULL;
+  g_autoptr (PmPairedDevice) device = NULL;
+  g_auto (PairOptions) options = { NULL };
+  g_autofree char   *uri = NULL, *dir = NULL, *name = NULL;
+  GAsyncResult      *slot = NULL;
+  PmPairLimits       limits;
+  int                status;
+  const GOptionEntry entries[] = {
+    { "uri", 'u', 0, G_OPTION_ARG_STRING, &uri, "The code as text instead of a picture",
+      "pipermesh:pair?…" },
+    { NULL },
+  };
+
+  context = g_option_context_new ("[FILE]");
+  g_option_context_set_summary (context,
+                                "Pairs with the device that shows a pairing code: reads the QR\n"
+                                "code from the picture FILE (or the text given with --uri),\n"
+                                "connects to that device on this network, prints the\n"
+                                "verification code and waits until the other device accepts.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  pair_options_add_entries (context, &options);
+  if (!parse_command_options ("pair scan", context, &argc, &argv))
+    return EXIT_USAGE;
+  if ((argc == 2) == (uri != NULL) || argc > 2)
+    return usage_error ("pair", "pair scan takes a picture FILE or --uri CODE (one of them)");
+  status = pair_options_check ("pair", &options, &limits);
+  if (status != EXIT_OK)
+    return status;
+
+  if (uri != NULL)
+    code = pm_pair_code_parse (uri, &error);
+  else
+    {
+      g_auto (GStrv) texts = pm_qr_decode_file (argv[1], &error);
+
+      if (texts != NULL)
+        code = pm_pair_code_parse_first ((const char *const *) texts, &error);
+    }
+  if (code == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+
+  dir = state_dir_of (global);
+  identity = pm_identity_load_or_create (dir, PM_KEY_STORE_AUTO, NULL, &error);
+  if (identity == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  name = pair_self_name (dir, identity, options.name);
+  store = pm_paired_store_new_for_state_dir (dir);
+  client = pm_pair_client_new (identity, store, name, options.type, &limits);
+  pm_pair_client_set_mesh_port (client, (uint16_t) options.mesh_port);
+  pm_pair_client_set_allowed_services (client, (const char *const *) options.allow_services);
+  g_signal_connect (client, "verify", G_CALLBACK (on_client_verify), NULL);
+
+  g_print ("Pairing with “%s”…\n", code->name);
+  pm_pair_client_pair_async (client, code, NULL, on_async_done, &slot);
+  result = wait_for (&slot);
+  device = pm_pair_client_pair_finish (client, result, &error);
+  if (device == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  g_print (
+    "Paired with “%s” (%s). Reach its services with\n"
+    "“pipermesh connect %s --lan-only --forward PORT=SERVICE” while it runs\n"
+    "“pipermesh up --lan-only”.\n",
+    device->name, device->device_type, device->name);
+  return EXIT_OK;
+}
+
+static int
+cmd_pair (const GlobalOptions *global,
+          int                  argc,
+          char               **argv)
+{
+  if (argc >= 2 && g_str_equal (argv[1], "show"))
+    return pair_show (global, argc - 1, argv + 1);
+  if (argc >= 2 && g_str_equal (argv[1], "scan"))
+    return pair_scan (global, argc - 1, argv + 1);
+  if (argc >= 2 && (g_str_equal (argv[1], "--help") || g_str_equal (argv[1], "-h")))
+    {
+      g_print (
+        "Usage:\n"
+        "  pipermesh pair show [--png FILE] [--svg FILE] [--auto-accept] [--port PORT]\n"
+        "                      [--address IP]…\n"
+        "  pipermesh pair scan FILE | --uri CODE [--name NAME]\n\n"
+        "Pairs two devices on one network by QR code, without any account:\n"
+        "“pair show” on one, “pair scan” on the other. “pipermesh pair show --help” and\n"
+        "“pipermesh pair scan --help” list every option.\n");
+      return EXIT_OK;
+    }
+  return usage_error ("pair", "write “pipermesh pair show” or “pipermesh pair scan FILE”");
+}
+
+static void
+print_paired_json (GPtrArray *devices)
+{
+  g_autoptr (JsonBuilder) builder = json_builder_new ();
+  g_autoptr (JsonGenerator) generator = json_generator_new ();
+  g_autoptr (JsonNode) root = NULL;
+  g_autofree char *text = NULL;
+
+  json_builder_begin_array (builder);
+  for (unsigned i = 0; i < devices->len; i++)
+    {
+      PmPairedDevice  *d = devices->pdata[i];
+      g_autofree char *key = pm_paired_device_get_public_key_hex (d);
+      g_autofree char *fingerprint = pm_key_fingerprint (d->public_key);
+      g_autoptr (GDateTime) when = g_date_time_new_from_unix_utc (d->paired_at);
+      g_autofree char *iso = when != NULL ? g_date_time_format_iso8601 (when) : NULL;
+
+      json_builder_begin_object (builder);
+      json_builder_set_member_name (builder, "id");
+      json_builder_add_string_value (builder, d->id);
+      json_builder_set_member_name (builder, "name");
+      json_builder_add_string_value (builder, d->name);
+      json_builder_set_member_name (builder, "type");
+      json_builder_add_string_value (builder, d->device_type);
+      json_builder_set_member_name (builder, "publicKey");
+      json_builder_add_string_value (builder, key);
+      json_builder_set_member_name (builder, "fingerprint");
+      json_builder_add_string_value (builder, fingerprint);
+      json_builder_set_member_name (builder, "addresses");
+      json_builder_begin_array (builder);
+      for (unsigned j = 0; j < d->addresses->len; j++)
+        json_builder_add_string_value (builder, d->addresses->pdata[j]);
+      json_builder_end_array (builder);
+      json_builder_set_member_name (builder, "allowedServices");
+      json_builder_begin_array (builder);
+      for (unsigned j = 0; j < d->allowed_services->len; j++)
+        json_builder_add_string_value (builder, d->allowed_services->pdata[j]);
+      json_builder_end_array (builder);
+      json_builder_set_member_name (builder, "pairedAt");
+      json_builder_add_string_value (builder, iso);
+      json_builder_end_object (builder);
+    }
+  json_builder_end_array (builder);
+  root = json_builder_get_root (builder);
+  json_generator_set_root (generator, root);
+  json_generator_set_pretty (generator, TRUE);
+  text = json_generator_to_data (generator, NULL);
+  g_print ("%s\n", text);
+}
+
+static int
+cmd_paired (const GlobalOptions *global,
+            int                  argc,
+            char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (PmPairedStore) store = NULL;
+  g_autoptr (GPtrArray) devices = NULL;
+  g_autofree char   *dir = NULL;
+  gboolean           json = FALSE;
+  const GOptionEntry entries[] = {
+    { "json", 0, 0, G_OPTION_ARG_NONE, &json, "Print JSON", NULL },
+    { NULL },
+  };
+
+  context = g_option_context_new (NULL);
+  g_option_context_set_summary (context, "Lists the devices paired with this one by QR code.");
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!parse_command_options ("paired", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc > 1)
+    return usage_error ("paired", "paired takes no arguments");
+
+  dir = state_dir_of (global);
+  store = pm_paired_store_new_for_state_dir (dir);
+  devices = pm_paired_store_list (store, &error);
+  if (devices == NULL)
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  if (json)
+    {
+      print_paired_json (devices);
+      return EXIT_OK;
+    }
+  if (devices->len == 0)
+    {
+      g_print ("No paired devices. Pair one with “pipermesh pair show” here and "
+               "“pipermesh pair scan” there.\n");
+      return EXIT_OK;
+    }
+  g_print ("%-20s %-8s %-20s %-24s %s\n", "NAME", "TYPE", "PAIRED", "ADDRESS", "SERVICES");
+  for (unsigned i = 0; i < devices->len; i++)
+    {
+      PmPairedDevice *d = devices->pdata[i];
+      g_autoptr (GDateTime) utc = g_date_time_new_from_unix_utc (d->paired_at);
+      g_autoptr (GDateTime) local = utc != NULL ? g_date_time_to_local (utc) : NULL;
+      g_autofree char *when =
+        local != NULL ? g_date_time_format (local, "%Y-%m-%d %H:%M") : g_strdup ("?");
+      g_autofree char *services = g_strjoinv (",", (char **) d->allowed_services->pdata);
+
+      g_print ("%-20s %-8s %-20s %-24s %s\n", d->name, d->device_type, when,
+               d->addresses->len > 0 ? (const char *) d->addresses->pdata[0] : "-",
+               g_str_equal (services, PM_PAIRED_ALL_SERVICES) ? "all" : services);
+    }
+  return EXIT_OK;
+}
+
+static int
+cmd_unpair (const GlobalOptions *global,
+            int                  argc,
+            char               **argv)
+{
+  g_autoptr (GOptionContext) context = NULL;
+  g_autoptr (GError) error = NULL;
+  g_autoptr (PmPairedStore) store = NULL;
+  g_autofree char *dir = NULL;
+
+  context = g_option_context_new ("NAME");
+  g_option_context_set_summary (context,
+                                "Forgets a paired device (by name or id): it can no longer\n"
+                                "connect to this one. Pair again to undo.");
+  if (!parse_command_options ("unpair", context, &argc, &argv))
+    return EXIT_USAGE;
+  if (argc != 2)
+    return usage_error ("unpair", "unpair takes one paired device's name or id");
+
+  dir = state_dir_of (global);
+  store = pm_paired_store_new_for_state_dir (dir);
+  if (!pm_paired_store_remove (store, argv[1], &error))
+    {
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
+    }
+  g_print ("Unpaired “%s”.\n", argv[1]);
+  return EXIT_OK;
 }
 
 /* ---------------------------------------------------------------------------

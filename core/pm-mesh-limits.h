@@ -119,9 +119,10 @@
 /* Largest SCTP packet, on every path. Fixed: path MTU discovery is off
  * (SPP_PMTUD_DISABLE), because lowering the MTU of a live usrsctp association
  * stalls it for good. Over UDP a packet costs 1 + 32 more bytes (type byte,
- * data frame header and AEAD tag): 1233 bytes of UDP payload, under any
- * Internet path's 1500 but 1 byte over an IPv6 minimum-MTU (1280) link. */
-#define PM_STREAM_MTU 1200
+ * data frame header and AEAD tag): 1232 bytes of UDP payload, so the datagram
+ * fits an IPv6 minimum-MTU link (1280 - 40 - 8) and anything larger, without
+ * fragmentation. */
+#define PM_STREAM_MTU 1199
 /* The SCTP port of both ends. AF_CONN ports never leave the Noise session. */
 #define PM_STREAM_SCTP_PORT 5000
 /* usrsctp's timers run from one GLib timeout, only while an association
@@ -159,7 +160,12 @@
  * is shared by all streams, so each end drains it at once into per-stream
  * buffers of at most this size; a slow reader stalls only its own stream. */
 #define PM_STREAM_WINDOW (256 * 1024)
-/* Windows a peer may announce (docs/PROTOCOL.md §8); others are refused. */
+/* A receiver whose application reads a whole window in less than two round
+ * trips doubles the window (auto-tuning, as QUIC stacks do), up to this; a
+ * slow reader keeps PM_STREAM_WINDOW. 256 KiB alone would cap a stream at
+ * 2.6 MB/s over a 100 ms round trip. */
+#define PM_STREAM_WINDOW_MAX (4 * 1024 * 1024)
+/* Windows a peer may announce (docs/PROTOCOL.md §9); others are refused. */
 #define PM_STREAM_MIN_WINDOW 1024
 #define PM_STREAM_MAX_WINDOW (1024 * 1024 * 1024)
 /* A receiver announces new credit once the application has read this
@@ -179,3 +185,39 @@
 #define PM_STREAM_MAX_REASON_LEN  256
 /* Packets that arrive before pm_stream_mux_start() are held, up to this many. */
 #define PM_STREAM_EARLY_PACKETS 64
+
+/* --- Pairing: the pairing code and its QR code (core/pm-pair-code.h, pm-qr.h) --- */
+/* A pairing code (docs/PROTOCOL.md §10) is valid this long after it is made;
+ * its token is single-use besides. */
+#define PM_PAIR_CODE_LIFETIME_S (10 * 60)
+/* Longest pairing code text accepted (bytes); the longest the writer can make
+ * (8 full-length IPv6 addresses, a 64-byte name of 3-byte characters) is 798. */
+#define PM_PAIR_CODE_MAX_LEN 1024
+/* Most "a=" addresses in one code. */
+#define PM_PAIR_CODE_MAX_ADDRESSES 8
+/* Longest host name in a code, in bytes of UTF-8 (after percent-decoding). */
+#define PM_PAIR_CODE_MAX_NAME_LEN 64
+/* Largest picture decoded for a QR code (width × height): a 50-megapixel photo;
+ * a larger file is refused before its pixels are read. */
+#define PM_QR_MAX_IMAGE_PIXELS (50 * 1000 * 1000)
+/* A camera that delivers no picture for this long fails the scan. */
+#define PM_QR_CAMERA_FRAME_TIMEOUT_MS 5000
+
+/* --- Pairing: the exchange (core/pm-pair-host.h, pm-pair-client.h; PmPairLimits) --- */
+/* The client's wait, per address of a code, for TCP, TLS and the WebSocket upgrade. */
+#define PM_PAIR_CONNECT_TIMEOUT_S 5
+/* Either side's wait for the other's next handshake or confirmation message. */
+#define PM_PAIR_MESSAGE_TIMEOUT_S 30
+/* How long the host's user has to accept or reject the verification code; the
+ * client waits this long plus PM_PAIR_MESSAGE_TIMEOUT_S for the answer. */
+#define PM_PAIR_VERIFY_TIMEOUT_S 120
+/* Largest WebSocket message of the exchange (the largest real one, message 2, is 165 bytes). */
+#define PM_PAIR_MAX_MESSAGE 1024
+/* After a pairing ends, how long a side waits for the WebSocket close
+ * handshake (which delivers what it queued last) before dropping it. */
+#define PM_PAIR_CLOSE_TIMEOUT_MS 2000
+/* Requests with a wrong token before the host retires its code. */
+#define PM_PAIR_MAX_BAD_TOKENS 10
+/* The UDP port `pipermesh up --lan-only` binds unless given --port, and the
+ * one a pairing announces by default: a paired device finds the mesh there. */
+#define PM_MESH_LAN_PORT 41641

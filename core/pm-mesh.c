@@ -548,6 +548,9 @@ on_service_connected (GObject      *source,
       forward_free (forward);
       return;
     }
+  /* The client's connect timeout stays on the socket as an I/O timeout:
+   * a forwarded connection may be idle for hours. */
+  g_socket_set_timeout (g_socket_connection_get_socket (connection), 0);
   g_socket_set_option (g_socket_connection_get_socket (connection), IPPROTO_TCP, TCP_NODELAY, 1, NULL);
   pm_stream_accept (forward->stream);
   pm_forward_async (forward->stream, connection, NULL, on_forward_done, forward);

@@ -292,6 +292,16 @@ add_endpoint (PmPeer             *self,
     }
   if (pm_mesh_get_udp_socket (self->mesh, g_socket_address_get_family (G_SOCKET_ADDRESS (address))) == NULL)
     return NULL; /* no socket of that family */
+  /* An address the peer's frames came from, on the IP of one of its own
+   * interfaces but another port (it sends from a socket other than the one
+   * it listed, or its port changed): still the LAN, not a traversed NAT. */
+  if (!local)
+    for (unsigned i = 0; i < self->endpoints->len && !local; i++)
+      {
+        Endpoint *c = g_ptr_array_index (self->endpoints, i);
+        local = c->local && g_inet_address_equal (g_inet_socket_address_get_address (c->address),
+                                                  g_inet_socket_address_get_address (address));
+      }
 
   if (self->endpoints->len >= PM_PATH_MAX_ENDPOINTS)
     {

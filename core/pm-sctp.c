@@ -131,7 +131,7 @@ on_tick (gpointer user_data)
   /* Let every conn deliver what the timers queued. A callback may
    * unregister conns (its own or others), so look each one up again. */
   ids = g_hash_table_get_keys (sctp.conns);
-  for (GList *l = ids; l != NULL; l = l->next)
+  for (GList *l = ids; l != NULL && sctp.conns != NULL; l = l->next)
     {
       PmSctpConn *conn = g_hash_table_lookup (sctp.conns, l->data);
 
@@ -139,6 +139,12 @@ on_tick (gpointer user_data)
         conn->tick (conn);
     }
 
+  if (sctp.conns == NULL)
+    {
+      /* The last conn went during a callback, and usrsctp is shut down
+       * (which destroyed this source). */
+      return G_SOURCE_REMOVE;
+    }
   if (sctp.finish_deadline_us != 0)
     {
       if (g_hash_table_size (sctp.conns) > 0)
@@ -146,8 +152,7 @@ on_tick (gpointer user_data)
       else if (sctp_try_finish ())
         {
           sctp.finish_deadline_us = 0;
-          g_clear_pointer (&sctp.timer, g_source_unref);
-          sctp.interval_ms = 0;
+          stop_timer ();
           g_clear_pointer (&sctp.conns, g_hash_table_unref);
           g_clear_pointer (&sctp.context, g_main_context_unref);
           return G_SOURCE_REMOVE;
@@ -162,8 +167,7 @@ on_tick (gpointer user_data)
 
   if (sctp.n_active == 0 && sctp.finish_deadline_us == 0)
     {
-      g_clear_pointer (&sctp.timer, g_source_unref);
-      sctp.interval_ms = 0;
+      stop_timer (); /* this source, or one a callback put in its place */
       return G_SOURCE_REMOVE;
     }
   want = any_busy (now) ? PM_STREAM_TICK_MS : PM_STREAM_IDLE_TICK_MS;

@@ -163,6 +163,7 @@ pm_stream_mux_limits_default (PmStreamMuxLimits *limits)
 
   *limits = (PmStreamMuxLimits){
     .window = PM_STREAM_WINDOW,
+    .window_max = PM_STREAM_WINDOW_MAX,
     .max_streams = PM_STREAM_MAX_STREAMS,
     .rto_initial_ms = PM_STREAM_RTO_INITIAL_MS,
     .rto_min_ms = PM_STREAM_RTO_MIN_MS,
@@ -318,7 +319,7 @@ protocol_error (PmStreamMux *self,
   va_start (args, format);
   what = g_strdup_vprintf (format, args);
   va_end (args);
-  g_warning ("stream mux %p: the peer broke the stream protocol: %s", self, what);
+  g_message ("stream mux %p: the peer broke the stream protocol: %s", self, what);
   mux_fail (self, g_error_new (PM_STREAM_ERROR, PM_STREAM_ERROR_PROTOCOL,
                                "The peer broke the stream protocol: %s", what));
 }
@@ -405,8 +406,11 @@ queue_control (PmStreamMux           *self,
                unsigned               sid,
                const PmStreamControl *msg)
 {
-  QueuedControl *qc = g_new (QueuedControl, 1);
+  QueuedControl *qc;
 
+  if (self->state == PM_STREAM_MUX_STATE_CLOSED)
+    return; /* failed while sending something before */
+  qc = g_new (QueuedControl, 1);
   qc->sid = (uint16_t) sid;
   qc->len = (uint16_t) pm_stream_control_write (msg, qc->data, sizeof qc->data);
   g_assert (qc->len > 0);
@@ -440,6 +444,38 @@ queue_reason (PmStreamMux        *self,
   if (!pm_stream_reason_is_valid (msg.text, msg.text_len))
     msg.text_len = 0;
   queue_control (self, sid, &msg);
+}
+
+/* Receive window auto-tuning: an application that reads a whole window in
+ * less than two round trips is held back by the window, not by itself, so
+ * the window doubles (up to limits.window_max). A slow reader never grows
+ * it. The peer learns it from the next CREDIT's limit. */
+static void
+grow_window (PmStreamMux *self,
+             PmStream    *s)
+{
+  struct sctp_status status;
+  socklen_t          len = sizeof status;
+  int64_t            now, rtt_us;
+
+  if (s->rx_window >= self->limits.window_max)
+    return;
+  if (s->rx_consumed - s->rx_epoch_consumed < s->rx_window)
+    return;
+  now = g_get_monotonic_time ();
+  memset (&status, 0, sizeof status);
+  rtt_us = 1000;
+  if (self->sock != NULL &&
+      usrsctp_getsockopt (self->sock, IPPROTO_SCTP, SCTP_STATUS, &status, &len) == 0)
+    rtt_us = MAX (rtt_us, (int64_t) status.sstat_primary.spinfo_srtt * 1000);
+  if (now - s->rx_epoch_us < 2 * rtt_us)
+    {
+      s->rx_window = (uint32_t) MIN ((uint64_t) s->rx_window * 2, self->limits.window_max);
+      g_debug ("stream mux %p: stream id %u window grows to %u bytes", self, s->sid,
+               s->rx_window);
+    }
+  s->rx_epoch_us = now;
+  s->rx_epoch_consumed = s->rx_consumed;
 }
 
 /* Sends whatever the state of stream id @sid now calls for: the decision on
@@ -521,7 +557,10 @@ slot_sync (PmStreamMux *self,
                 }
               if (s != NULL && !(slot->flags & SLOT_FIN_RECEIVED))
                 {
-                  uint64_t limit = s->rx_consumed + s->rx_window;
+                  uint64_t limit;
+
+                  grow_window (self, s);
+                  limit = s->rx_consumed + s->rx_window;
 
                   if (limit - s->rx_announced >= s->rx_window / PM_STREAM_CREDIT_DIVISOR)
                     {
@@ -895,6 +934,55 @@ handle_notification (PmStreamMux   *self,
     }
 }
 
+/* One message, or one part of one (@eor: its last), on stream id @sid. */
+static void
+handle_message (PmStreamMux   *self,
+                unsigned       sid,
+                uint32_t       ppid,
+                const uint8_t *data,
+                size_t         len,
+                gboolean       eor)
+{
+  if (sid >= self->limits.max_streams)
+    {
+      protocol_error (self, "stream id %u is out of range", sid);
+      return;
+    }
+  if (ppid == PM_STREAM_PPID_DATA)
+    {
+      if (len > 0)
+        handle_data (self, sid, data, len);
+      return;
+    }
+  if (ppid != PM_STREAM_PPID_CONTROL)
+    {
+      protocol_error (self, "unknown payload protocol 0x%08x on stream id %u", ppid, sid);
+      return;
+    }
+  if (self->partial->len > 0 && (self->partial_notification || self->partial_sid != sid))
+    g_byte_array_set_size (self->partial, 0);
+  if (eor && self->partial->len == 0)
+    {
+      handle_control (self, sid, data, len);
+      return;
+    }
+  if (self->partial->len + len > PM_STREAM_CONTROL_MAX_LEN)
+    {
+      protocol_error (self, "control message on stream id %u is too long", sid);
+      return;
+    }
+  self->partial_notification = FALSE;
+  self->partial_sid = sid;
+  g_byte_array_append (self->partial, data, (unsigned) len);
+  if (eor)
+    {
+      g_autoptr (GByteArray) whole = self->partial;
+
+      self->partial = g_byte_array_new ();
+      handle_control (self, sid, whole->data, whole->len);
+    }
+}
+
 /* Reads every message the socket holds: the association's receive window
  * is shared by all streams, so it is always drained into the streams' own
  * buffers (bounded by their credit). */
@@ -911,8 +999,6 @@ read_socket (PmStreamMux *self)
       int                  flags = 0;
       ssize_t              n;
       gboolean             eor;
-      uint32_t             ppid;
-      unsigned             sid;
 
       n = usrsctp_recvv (self->sock, self->rx_buf, self->rx_buf_len, (struct sockaddr *) &from,
                          &from_len, &rcv, &info_len, &info_type, &flags);
@@ -959,47 +1045,7 @@ read_socket (PmStreamMux *self)
           g_warning ("stream mux %p: a message without its stream id; dropped", self);
           continue;
         }
-      sid = rcv.rcv_sid;
-      ppid = ntohl (rcv.rcv_ppid);
-      if (sid >= self->limits.max_streams)
-        {
-          protocol_error (self, "stream id %u is out of range", sid);
-          return;
-        }
-
-      if (ppid == PM_STREAM_PPID_DATA)
-        handle_data (self, sid, self->rx_buf, (size_t) n);
-      else if (ppid == PM_STREAM_PPID_CONTROL)
-        {
-          if (self->partial->len > 0 && (self->partial_notification || self->partial_sid != sid))
-            g_byte_array_set_size (self->partial, 0);
-          if (!eor || self->partial->len > 0)
-            {
-              if (self->partial->len + (size_t) n > PM_STREAM_CONTROL_MAX_LEN)
-                {
-                  protocol_error (self, "control message on stream id %u is too long", sid);
-                  return;
-                }
-              self->partial_notification = FALSE;
-              self->partial_sid = sid;
-              g_byte_array_append (self->partial, self->rx_buf, (unsigned) n);
-              if (!eor)
-                continue;
-              {
-                g_autoptr (GByteArray) whole = self->partial;
-
-                self->partial = g_byte_array_new ();
-                handle_control (self, sid, whole->data, whole->len);
-              }
-            }
-          else
-            handle_control (self, sid, self->rx_buf, (size_t) n);
-        }
-      else
-        {
-          protocol_error (self, "unknown payload protocol 0x%08x on stream id %u", ppid, sid);
-          return;
-        }
+      handle_message (self, rcv.rcv_sid, ntohl (rcv.rcv_ppid), self->rx_buf, (size_t) n, eor);
     }
 }
 
@@ -1130,14 +1176,15 @@ announce_streams (PmStreamMux *self)
   while (self->announce->len > 0)
     {
       g_autoptr (PmStream) stream = g_ptr_array_steal_index (self->announce, 0);
-      gboolean handled = FALSE;
 
       if (stream->mux == self && stream->phase == PM_STREAM_PHASE_PENDING &&
           stream->error == NULL)
-        g_signal_emit (self, signals[SIGNAL_STREAM_REQUESTED], 0, stream, stream->service,
-                       &handled);
-      if (!handled && stream->mux == self && stream->phase == PM_STREAM_PHASE_PENDING &&
-          stream->decision == PM_STREAM_DECISION_NONE)
+        g_signal_emit (self, signals[SIGNAL_STREAM_REQUESTED], 0, stream, stream->service);
+      /* Undecided, and nobody kept a reference (ours is the only one): no
+       * service took it. A handler that keeps one decides later. */
+      if (stream->mux == self && stream->phase == PM_STREAM_PHASE_PENDING &&
+          stream->decision == PM_STREAM_DECISION_NONE &&
+          g_atomic_int_get (&G_OBJECT (stream)->ref_count) == 1)
         {
           g_autofree char *reason =
             g_strdup_printf ("No service '%s' on this device", stream->service);
@@ -1288,6 +1335,23 @@ pm_stream_mux_forget_stream (PmStreamMux *self,
   mux_process (self);
 }
 
+/* For the fuzz target (tests/fuzz/fuzz-stream-mux.c): takes @data as if
+ * SCTP had delivered it, whole, on stream id @sid with @ppid. */
+void
+pm_stream_mux_inject_message (PmStreamMux   *self,
+                              unsigned       sid,
+                              uint32_t       ppid,
+                              const uint8_t *data,
+                              size_t         len)
+{
+  g_return_if_fail (PM_IS_STREAM_MUX (self));
+
+  if (self->state != PM_STREAM_MUX_STATE_CONNECTED)
+    return;
+  handle_message (self, sid, ppid, data, len, TRUE);
+  mux_process (self);
+}
+
 /* --- GObject -------------------------------------------------------------------- */
 
 static void
@@ -1366,16 +1430,14 @@ pm_stream_mux_class_init (PmStreamMuxClass *klass)
    *
    * The peer opens a stream. A handler calls pm_stream_accept() or
    * pm_stream_refuse(), and keeps a reference to an accepted stream. To
-   * decide later, it returns %TRUE and keeps a reference meanwhile. If no
-   * handler returns %TRUE and none decided, the stream is refused ("No
-   * service 'x' on this device").
-   *
-   * Returns: %TRUE if the stream is taken care of
+   * decide later (after connecting to a local service, say), it keeps a
+   * reference and calls one of them when it knows. If no handler decided
+   * and none kept a reference, the stream is refused ("No service 'x' on
+   * this device"); a kept stream dropped undecided is refused too.
    */
   signals[SIGNAL_STREAM_REQUESTED] =
-    g_signal_new ("stream-requested", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0,
-                  g_signal_accumulator_true_handled, NULL, NULL, G_TYPE_BOOLEAN, 2,
-                  PM_TYPE_STREAM, G_TYPE_STRING);
+    g_signal_new ("stream-requested", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL,
+                  NULL, NULL, G_TYPE_NONE, 2, PM_TYPE_STREAM, G_TYPE_STRING);
 }
 
 static void
@@ -1517,6 +1579,8 @@ pm_stream_mux_new (gboolean                 even_stream_ids,
     pm_stream_mux_limits_default (&self->limits);
   self->limits.max_streams = CLAMP (self->limits.max_streams, 2, 65535);
   self->limits.window = CLAMP (self->limits.window, PM_STREAM_MIN_WINDOW, PM_STREAM_MAX_WINDOW);
+  self->limits.window_max = CLAMP (self->limits.window_max, self->limits.window,
+                                   PM_STREAM_MAX_WINDOW);
   self->limits.send_buffer = MAX (self->limits.send_buffer, 64 * 1024);
   self->limits.receive_buffer = MAX (self->limits.receive_buffer, 64 * 1024);
   self->limits.max_message = CLAMP (self->limits.max_message, 1, self->limits.send_buffer / 2);

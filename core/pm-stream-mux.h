@@ -44,7 +44,8 @@ G_BEGIN_DECLS
  * Start from pm_stream_mux_limits_default() and change what a test needs.
  */
 typedef struct {
-  uint32_t window;              /* per-stream receive window, bytes */
+  uint32_t window;              /* per-stream receive window, bytes, at first */
+  uint32_t window_max;          /* … grown up to this for a fast reader */
   unsigned max_streams;         /* SCTP streams each way (ids 0 … max_streams - 1) */
   unsigned rto_initial_ms;      /* SCTP_RTOINFO */
   unsigned rto_min_ms;          /* … */

@@ -60,7 +60,9 @@ struct _PmStream {
   uint64_t rx_consumed;  /* … that the application read, or that were discarded */
   uint64_t rx_announced; /* the limit the peer was given (its credit) */
   uint32_t rx_window;
-  gboolean rx_eof; /* FIN received */
+  int64_t  rx_epoch_us;       /* auto-tuning: when the current window began to be read */
+  uint64_t rx_epoch_consumed; /* … and rx_consumed then */
+  gboolean rx_eof;            /* FIN received */
 
   /* Sending. */
   uint64_t tx_total; /* bytes handed to SCTP */
@@ -98,5 +100,12 @@ void     pm_stream_mux_sync_stream (PmStreamMux *self,
                                     PmStream    *stream);
 void     pm_stream_mux_forget_stream (PmStreamMux *self,
                                       PmStream    *stream);
+
+/* For the fuzz target only. */
+void pm_stream_mux_inject_message (PmStreamMux   *self,
+                                   unsigned       sid,
+                                   uint32_t       ppid,
+                                   const uint8_t *data,
+                                   size_t         len);
 
 G_END_DECLS

@@ -488,18 +488,19 @@ pm_stream_dispose (GObject *object)
 {
   PmStream *self = PM_STREAM (object);
 
-  /* Dropping the last reference closes the stream (as a GIOStream does), and
-   * an incoming stream nobody decided on is refused. */
+  /* An incoming stream nobody decided on is refused, and dropping the last
+   * reference closes the stream (as a GIOStream does). */
+  if (self->mux != NULL && self->phase == PM_STREAM_PHASE_PENDING &&
+      self->decision == PM_STREAM_DECISION_NONE)
+    {
+      self->decision = PM_STREAM_DECISION_REFUSE;
+      g_free (self->local_reason);
+      self->local_reason = g_strdup ("The service dropped the stream");
+    }
   if (!g_io_stream_is_closed (G_IO_STREAM (self)))
     g_io_stream_close (G_IO_STREAM (self), NULL, NULL);
   if (self->mux != NULL)
     {
-      if (self->phase == PM_STREAM_PHASE_PENDING && self->decision == PM_STREAM_DECISION_NONE)
-        {
-          self->decision = PM_STREAM_DECISION_REFUSE;
-          g_free (self->local_reason);
-          self->local_reason = g_strdup ("The service dropped the stream");
-        }
       pm_stream_mux_forget_stream (self->mux, self);
       self->mux = NULL;
     }
@@ -600,6 +601,7 @@ pm_stream_new_internal (PmStreamMux *mux,
   self->incoming = incoming;
   self->phase = incoming ? PM_STREAM_PHASE_PENDING : PM_STREAM_PHASE_OPENING;
   self->rx_window = rx_window;
+  self->rx_epoch_us = g_get_monotonic_time ();
   self->input = g_object_new (PM_TYPE_STREAM_INPUT, NULL);
   PM_STREAM_INPUT (self->input)->stream = self;
   self->output = g_object_new (PM_TYPE_STREAM_OUTPUT, NULL);
@@ -717,8 +719,8 @@ sanitize_reason (const char *reason)
  * pm_stream_accept:
  *
  * Accepts an incoming stream, from a #PmStreamMux::stream-requested handler
- * or later (if the handler returned %TRUE and kept a reference). Data may be
- * written at once; it leaves after the acceptance.
+ * or later (if the handler kept a reference). Data may be written at once;
+ * it leaves after the acceptance.
  */
 void
 pm_stream_accept (PmStream *self)
@@ -806,176 +808,4 @@ pm_stream_get_bytes_received (PmStream *self)
 {
   g_return_val_if_fail (PM_IS_STREAM (self), 0);
   return self->rx_total;
-}
-
-/* --- Splicing ------------------------------------------------------------------ */
-
-typedef struct {
-  PmStream     *stream;
-  GIOStream    *other;
-  GCancellable *cancellable; /* ours: an error on one side stops the other */
-  GCancellable *outer;       /* the caller's */
-  gulong        outer_id;
-  unsigned      pending;
-  GError       *error;
-} SpliceData;
-
-static void
-splice_data_free (SpliceData *d)
-{
-  if (d->outer_id != 0)
-    g_cancellable_disconnect (d->outer, d->outer_id);
-  g_clear_object (&d->outer);
-  g_clear_object (&d->cancellable);
-  g_clear_object (&d->stream);
-  g_clear_object (&d->other);
-  g_clear_error (&d->error);
-  g_free (d);
-}
-
-static void
-on_outer_cancelled (GCancellable *outer,
-                    gpointer      user_data)
-{
-  g_cancellable_cancel (G_CANCELLABLE (user_data));
-}
-
-/* Ends @io's output only: FIN for a PmStream, shutdown(SHUT_WR) for a
- * socket (whose output stream cannot close alone), close otherwise. */
-static void
-half_close (GIOStream *io)
-{
-  if (G_IS_SOCKET_CONNECTION (io))
-    g_socket_shutdown (g_socket_connection_get_socket (G_SOCKET_CONNECTION (io)), FALSE, TRUE,
-                       NULL);
-  else if (PM_IS_STREAM (io))
-    g_output_stream_close (g_io_stream_get_output_stream (io), NULL, NULL);
-  else
-    g_output_stream_close_async (g_io_stream_get_output_stream (io), G_PRIORITY_DEFAULT, NULL,
-                                 NULL, NULL);
-}
-
-static void
-on_other_closed (GObject      *source,
-                 GAsyncResult *result,
-                 gpointer      user_data)
-{
-  g_autoptr (GTask) task = user_data;
-  SpliceData *d = g_task_get_task_data (task);
-
-  g_io_stream_close_finish (G_IO_STREAM (source), result, NULL);
-  if (d->error != NULL)
-    g_task_return_error (task, g_steal_pointer (&d->error));
-  else
-    g_task_return_boolean (task, TRUE);
-}
-
-static void
-on_direction_done (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      user_data)
-{
-  GTask      *task = user_data;
-  SpliceData *d = g_task_get_task_data (task);
-  GError     *error = NULL;
-
-  g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, &error);
-  d->pending--;
-  if (error != NULL)
-    {
-      if (d->error == NULL)
-        d->error = error;
-      else
-        g_error_free (error);
-      g_cancellable_cancel (d->cancellable);
-    }
-  else if (d->error == NULL)
-    half_close (G_OUTPUT_STREAM (source) == d->stream->output ? G_IO_STREAM (d->stream)
-                                                              : d->other);
-  if (d->pending > 0)
-    return;
-
-  /* Both directions are over: an error resets the stream (the peer learns
-   * it), the end closes it; then the other side is closed. */
-  if (d->error != NULL)
-    {
-      g_autofree char *reason = g_strdup_printf ("The spliced connection failed: %s",
-                                                 d->error->message);
-
-      pm_stream_reset (d->stream, reason);
-    }
-  g_io_stream_close (G_IO_STREAM (d->stream), NULL, NULL);
-  g_io_stream_close_async (d->other, g_task_get_priority (task), NULL, on_other_closed, task);
-}
-
-/**
- * pm_stream_splice_async:
- * @other: a connection to splice @self with, typically a #GSocketConnection
- *   to a local service
- *
- * Copies @self's input to @other's output and @other's input to @self's
- * output, at once, as g_io_stream_splice_async() does, but with half-closes:
- * when one side's input ends, the other side's output is ended too (FIN on
- * the stream, shutdown(SHUT_WR) on a socket), and the other direction goes
- * on. Once both directions are over, both are closed and the splice
- * completes. If either direction fails, the other stops, the stream is reset
- * (its peer sees PM_STREAM_ERROR_RESET with the reason) and the error is
- * returned. A #GIOStream's own splice ends both directions at the first end
- * of input, or (with %G_IO_STREAM_SPLICE_WAIT_FOR_BOTH) never passes a
- * half-close on.
- */
-void
-pm_stream_splice_async (PmStream           *self,
-                        GIOStream          *other,
-                        int                 io_priority,
-                        GCancellable       *cancellable,
-                        GAsyncReadyCallback callback,
-                        gpointer            user_data)
-{
-  GTask      *task;
-  SpliceData *d;
-
-  g_return_if_fail (PM_IS_STREAM (self));
-  g_return_if_fail (G_IS_IO_STREAM (other));
-
-  task = g_task_new (self, cancellable, callback, user_data);
-  g_task_set_source_tag (task, pm_stream_splice_async);
-  g_task_set_priority (task, io_priority);
-  d = g_new0 (SpliceData, 1);
-  d->stream = g_object_ref (self);
-  d->other = g_object_ref (other);
-  d->cancellable = g_cancellable_new ();
-  if (cancellable != NULL)
-    {
-      d->outer = g_object_ref (cancellable);
-      d->outer_id = g_cancellable_connect (cancellable, G_CALLBACK (on_outer_cancelled),
-                                           g_object_ref (d->cancellable), g_object_unref);
-    }
-  d->pending = 2;
-  g_task_set_task_data (task, d, (GDestroyNotify) splice_data_free);
-
-  /* Each direction holds a reference to the task. */
-  g_output_stream_splice_async (g_io_stream_get_output_stream (other), self->input,
-                                G_OUTPUT_STREAM_SPLICE_NONE, io_priority, d->cancellable,
-                                on_direction_done, g_object_ref (task));
-  g_output_stream_splice_async (self->output, g_io_stream_get_input_stream (other),
-                                G_OUTPUT_STREAM_SPLICE_NONE, io_priority, d->cancellable,
-                                on_direction_done, task);
-}
-
-/**
- * pm_stream_splice_finish:
- *
- * Returns: whether both directions ended cleanly; otherwise the first error
- */
-gboolean
-pm_stream_splice_finish (PmStream     *self,
-                         GAsyncResult *result,
-                         GError      **error)
-{
-  g_return_val_if_fail (PM_IS_STREAM (self), FALSE);
-  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
-  g_return_val_if_fail (g_async_result_is_tagged (result, pm_stream_splice_async), FALSE);
-
-  return g_task_propagate_boolean (G_TASK (result), error);
 }

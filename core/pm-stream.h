@@ -58,16 +58,6 @@ void pm_stream_refuse (PmStream   *self,
 void pm_stream_reset (PmStream   *self,
                       const char *reason);
 
-void     pm_stream_splice_async (PmStream           *self,
-                                 GIOStream          *other,
-                                 int                 io_priority,
-                                 GCancellable       *cancellable,
-                                 GAsyncReadyCallback callback,
-                                 gpointer            user_data);
-gboolean pm_stream_splice_finish (PmStream     *self,
-                                  GAsyncResult *result,
-                                  GError      **error);
-
 /* Payload bytes of this stream so far. */
 uint64_t pm_stream_get_bytes_sent (PmStream *self);
 uint64_t pm_stream_get_bytes_received (PmStream *self);

@@ -15,7 +15,10 @@ BUILD_PKGS="
   libsodium-dev libssl-dev
   libjson-glib-dev libsecret-1-dev
   libsoup-3.0-dev libsqlite3-dev zlib1g-dev
-  libusrsctp-dev
+  libusrsctp-dev libgnutls28-dev
+  libqrencode-dev libzbar-dev libgdk-pixbuf-2.0-dev
+  libavahi-client-dev libavahi-glib-dev
+  libgtk-4-dev libadwaita-1-dev gettext
 "
 
 TEST_PKGS="
@@ -24,6 +27,9 @@ TEST_PKGS="
   dbus dbus-x11 gnome-keyring
   stun-client sqlite3 openssl wrk
   iproute2 iptables iperf3 wireguard-go wireguard-tools util-linux
+  imagemagick
+  avahi-daemon avahi-utils
+  xvfb xauth desktop-file-utils appstream
 "
 
 PKGS="$BUILD_PKGS"

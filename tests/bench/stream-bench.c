@@ -327,7 +327,7 @@ typedef struct {
   gboolean   up;
 } Pair;
 
-static gboolean
+static void
 on_stream_requested (PmStreamMux *mux,
                      PmStream    *stream,
                      const char  *service,
@@ -337,7 +337,6 @@ on_stream_requested (PmStreamMux *mux,
 
   pm_stream_accept (stream);
   g_ptr_array_add (pair->accepted, g_object_ref (stream));
-  return TRUE;
 }
 
 static void
