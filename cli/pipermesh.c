@@ -1437,9 +1437,11 @@ on_mdns_peer_found (PmMdns             *mdns,
 
   for (unsigned i = 0; run->paired != NULL && i < run->paired->len; i++)
     {
-      PmPairedDevice *d = run->paired->pdata[i];
+      PmPairedDevice  *d = run->paired->pdata[i];
       g_autofree char *fp = pm_mdns_fingerprint_of_key (d->public_key);
       g_autoptr (GPtrArray) addresses = NULL;
+      g_autoptr (GPtrArray) known = NULL;
+      g_autoptr (GPtrArray) list = NULL;
       g_autoptr (PmPairedStore) store = NULL;
       g_autoptr (GError) error = NULL;
       g_autofree char *text = NULL;
@@ -1451,12 +1453,23 @@ on_mdns_peer_found (PmMdns             *mdns,
       addresses = g_ptr_array_new ();
       g_ptr_array_add (addresses, address);
       pm_mesh_add_peer (run->mesh, d->id, d->name, d->device_type, d->public_key, addresses);
+      /* Every address mDNS knows for the key now, the new one first: a host
+       * found over IPv4 and then IPv6 keeps both, and a stale one goes. */
+      known = pm_mdns_lookup (mdns, fingerprint);
+      list = g_ptr_array_new_null_terminated (known->len + 1, g_free, TRUE);
+      g_ptr_array_add (list, g_steal_pointer (&text));
+      for (unsigned j = 0; j < known->len && list->len < PM_PAIRED_STORE_MAX_ADDRESSES; j++)
+        {
+          char *other = pm_address_to_string (known->pdata[j]);
+
+          if (g_str_equal (other, list->pdata[0]))
+            g_free (other);
+          else
+            g_ptr_array_add (list, other);
+        }
       store = pm_paired_store_new_for_state_dir (run->dir);
-      {
-        const char *list[] = { text, NULL };
-        if (!pm_paired_store_set_addresses (store, d->id, list, &error))
-          g_debug ("Could not remember %s's address: %s", d->name, error->message);
-      }
+      if (!pm_paired_store_set_addresses (store, d->id, (const char *const *) list->pdata, &error))
+        g_debug ("Could not remember %s's addresses: %s", d->name, error->message);
       return;
     }
 }
