@@ -18,7 +18,7 @@ BUILD_PKGS="
   libusrsctp-dev libgnutls28-dev
   libqrencode-dev libzbar-dev libgdk-pixbuf-2.0-dev
   libavahi-client-dev libavahi-glib-dev
-  libgtk-4-dev libadwaita-1-dev gettext
+  libgtk-4-dev libadwaita-1-dev libdbusmenu-glib-dev gettext
 "
 
 TEST_PKGS="

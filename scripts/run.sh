@@ -2,9 +2,12 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 # Installs the dependencies, builds PiperMesh and starts it, on a fresh Debian 12 machine.
 #
-# Usage: scripts/run.sh [PIPERMESH ARGS...]
-#   With no arguments it runs "pipermesh id", which prints this device's identity (and creates
-#   it on the first run). Anything else is passed to build/cli/pipermesh as is.
+# Usage: scripts/run.sh [ARGS...]
+#   On a desktop (DISPLAY or WAYLAND_DISPLAY set) it starts the app, build/app/pipermesh-app,
+#   with ARGS (e.g. --demo: a local server and a second device, to look around at once).
+#   Without a display it runs the command-line tool, build/cli/pipermesh, with ARGS; with no
+#   ARGS that is "pipermesh id", which prints this device's identity (and creates it the first
+#   time). PIPERMESH_RUN=cli forces the command-line tool.
 #
 # Installation and build messages go to stderr, so stdout is only the program's own output.
 set -eu
@@ -22,9 +25,10 @@ cd "$(dirname "$0")/.."
   ninja -C build
 } >&2
 
-if [ ! -x build/cli/pipermesh ]; then
-  echo "run.sh: build/cli/pipermesh was not built; is cli/ wired into cli/meson.build yet?" >&2
-  exit 1
+if [ "${PIPERMESH_RUN:-}" != cli ] && { [ -n "${DISPLAY:-}" ] || [ -n "${WAYLAND_DISPLAY:-}" ]; }; then
+  # The app's GSettings schema, compiled in the build tree (it is not installed).
+  export GSETTINGS_SCHEMA_DIR="$PWD/build/data"
+  exec build/app/pipermesh-app "$@"
 fi
 
 if [ $# -eq 0 ]; then

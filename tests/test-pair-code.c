@@ -319,8 +319,6 @@ test_any_order (void)
 static void
 test_refuse_version (void)
 {
-  g_autoptr (GError) error = NULL;
-
   assert_refused ("pipermesh:pair?v=2", PM_PAIR_CODE_ERROR_VERSION, "newer PiperMesh");
   refuse_variant ("v=1", "v=2", PM_PAIR_CODE_ERROR_VERSION, "update this one");
   refuse_variant ("v=1", "v=10", PM_PAIR_CODE_ERROR_VERSION, "version 10");
