@@ -36,6 +36,7 @@
 #include "pm-pair-host.h"
 #include "pm-paired-store.h"
 #include "pm-qr.h"
+#include "pm-state.h"
 #include "pm-udp-socket.h"
 
 #ifndef PM_VERSION
@@ -508,32 +509,10 @@ cmd_netcheck (const GlobalOptions *global,
  * coordination.ini: the server, this device's id and its token
  * ------------------------------------------------------------------------- */
 
-#define COORD_INI       "coordination.ini"
-#define COORD_GROUP     "Coordination"
-#define COORD_INI_MAX   (16 * 1024)
+/* The file itself, and loading it: core/pm-state.[ch] (shared with the app). */
+#define COORD_INI       PM_STATE_COORDINATION_FILE
+#define COORD_GROUP     PM_STATE_COORDINATION_GROUP
 #define COORD_TYPE_AUTO "linux"
-
-typedef struct {
-  char *server;
-  char *device_id;
-  char *account_id;
-  char *name;  /* this device's name as enrolled (absent from older files) */
-  char *token; /* secret: never printed or logged */
-} Coordination;
-
-static void
-coordination_clear (Coordination *coord)
-{
-  g_clear_pointer (&coord->server, g_free);
-  g_clear_pointer (&coord->device_id, g_free);
-  g_clear_pointer (&coord->account_id, g_free);
-  g_clear_pointer (&coord->name, g_free);
-  if (coord->token != NULL)
-    memset (coord->token, 0, strlen (coord->token));
-  g_clear_pointer (&coord->token, g_free);
-}
-
-G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (Coordination, coordination_clear)
 
 static char *
 state_dir_of (const GlobalOptions *global)
@@ -566,9 +545,9 @@ write_all (int         fd,
  * with O_CREAT|O_EXCL and mode 0600 (the token is never readable by anyone
  * else, not even for a moment), fsync'd, then renamed over the old file. */
 static gboolean
-coordination_save (const char         *dir,
-                   const Coordination *coord,
-                   GError            **error)
+coordination_save (const char                *dir,
+                   const PmStateCoordination *coord,
+                   GError                   **error)
 {
   g_autoptr (GKeyFile) kf = g_key_file_new ();
   g_autofree char *path = g_build_filename (dir, COORD_INI, NULL);
@@ -632,67 +611,6 @@ coordination_save (const char         *dir,
   return TRUE;
 }
 
-/* Loads @dir/coordination.ini. Returns FALSE with @error set if it is missing
- * (G_FILE_ERROR_NOENT), unreadable, too large, readable by others or
- * incomplete. */
-static gboolean
-coordination_load (const char   *dir,
-                   Coordination *coord,
-                   GError      **error)
-{
-  g_autoptr (GKeyFile) kf = g_key_file_new ();
-  g_autofree char *path = g_build_filename (dir, COORD_INI, NULL);
-  g_autofree char *data = NULL;
-  gsize            len = 0;
-  GStatBuf         st;
-
-  if (g_stat (path, &st) != 0)
-    {
-      int errsv = errno;
-
-      g_set_error (error, G_FILE_ERROR, g_file_error_from_errno (errsv),
-                   "This device is not enrolled (no %s): run “pipermesh enroll” first", path);
-      return FALSE;
-    }
-  if (!S_ISREG (st.st_mode) || st.st_size > COORD_INI_MAX)
-    {
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                   "%s is not a small regular file; remove it and enroll again", path);
-      return FALSE;
-    }
-  if ((st.st_mode & 077) != 0)
-    {
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_PERM,
-                   "%s is readable by other users and holds a secret token: "
-                   "run “chmod 600 %s”, and consider enrolling again",
-                   path, path);
-      return FALSE;
-    }
-  if (!g_file_get_contents (path, &data, &len, error))
-    return FALSE;
-  if (len > COORD_INI_MAX || !g_key_file_load_from_data (kf, data, len, G_KEY_FILE_NONE, NULL))
-    {
-      memset (data, 0, len);
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                   "%s is damaged; remove it and enroll again", path);
-      return FALSE;
-    }
-  memset (data, 0, len);
-  coord->server = g_key_file_get_string (kf, COORD_GROUP, "server", NULL);
-  coord->device_id = g_key_file_get_string (kf, COORD_GROUP, "deviceId", NULL);
-  coord->account_id = g_key_file_get_string (kf, COORD_GROUP, "accountId", NULL);
-  coord->name = g_key_file_get_string (kf, COORD_GROUP, "name", NULL);
-  coord->token = g_key_file_get_string (kf, COORD_GROUP, "token", NULL);
-  if (coord->server == NULL || coord->device_id == NULL || coord->token == NULL)
-    {
-      coordination_clear (coord);
-      g_set_error (error, G_FILE_ERROR, G_FILE_ERROR_INVAL,
-                   "%s is incomplete; remove it and enroll again", path);
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* Runs the main loop until an _async call has delivered its result. */
 static void
 on_async_done (GObject      *source,
@@ -725,8 +643,8 @@ cmd_enroll (const GlobalOptions *global,
   g_autoptr (PmEnrollment) enrollment = NULL;
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (GError) error = NULL;
-  g_auto (Coordination) existing = { NULL };
-  g_auto (Coordination) coord = { NULL };
+  g_auto (PmStateCoordination) existing = { NULL };
+  g_auto (PmStateCoordination) coord = { NULL };
   g_autofree char   *server = NULL, *key = NULL, *name = NULL, *type = NULL;
   g_autofree char   *dir = NULL;
   gboolean           force = FALSE;
@@ -764,7 +682,7 @@ cmd_enroll (const GlobalOptions *global,
     return usage_error ("enroll", "--server and --key are required");
 
   dir = state_dir_of (global);
-  if (!force && coordination_load (dir, &existing, NULL))
+  if (!force && pm_state_load_coordination (dir, &existing, NULL))
     {
       g_printerr ("pipermesh: this device is already enrolled with %s as %s; "
                   "use --force to enroll it again\n",
@@ -949,7 +867,7 @@ cmd_devices (const GlobalOptions *global,
   g_autoptr (GAsyncResult) result = NULL;
   g_autoptr (GPtrArray) devices = NULL;
   g_autoptr (GError) error = NULL;
-  g_auto (Coordination) coord = { NULL };
+  g_auto (PmStateCoordination) coord = { NULL };
   g_autofree char   *dir = NULL;
   gboolean           json = FALSE;
   GAsyncResult      *slot = NULL;
@@ -973,7 +891,7 @@ cmd_devices (const GlobalOptions *global,
     }
 
   dir = state_dir_of (global);
-  if (!coordination_load (dir, &coord, &error))
+  if (!pm_state_load_coordination (dir, &coord, &error))
     {
       g_printerr ("pipermesh: %s\n", error->message);
       return EXIT_FAILED;
@@ -1063,23 +981,23 @@ typedef struct {
 } PeerWatch;
 
 typedef struct {
-  const char    *command;
-  char          *dir;
-  Coordination   coord;
-  PmIdentity    *identity;
-  PmCoordClient *client;
-  PmMesh        *mesh;
-  PmControl     *control;
-  char          *self_name;
-  GMainLoop     *loop;
-  GCancellable  *cancellable; /* cancelled by SIGINT/SIGTERM */
-  unsigned       signal_sources[2];
-  gboolean       started;
-  PmPeer        *watch_only; /* NULL: print every peer's changes */
-  gulong         items_changed_handler;
-  GHashTable    *watches; /* PmPeer* -> PeerWatch* */
-  PmMdns        *mdns;    /* LAN only: advertises this device, finds paired ones */
-  GPtrArray     *paired;  /* LAN only: PmPairedDevice */
+  const char         *command;
+  char               *dir;
+  PmStateCoordination coord;
+  PmIdentity         *identity;
+  PmCoordClient      *client;
+  PmMesh             *mesh;
+  PmControl          *control;
+  char               *self_name;
+  GMainLoop          *loop;
+  GCancellable       *cancellable; /* cancelled by SIGINT/SIGTERM */
+  unsigned            signal_sources[2];
+  gboolean            started;
+  PmPeer             *watch_only; /* NULL: print every peer's changes */
+  gulong              items_changed_handler;
+  GHashTable         *watches; /* PmPeer* -> PeerWatch* */
+  PmMdns             *mdns;    /* LAN only: advertises this device, finds paired ones */
+  GPtrArray          *paired;  /* LAN only: PmPairedDevice */
 } MeshRun;
 
 static void
@@ -1221,7 +1139,7 @@ mesh_run_clear (MeshRun *run)
   g_clear_pointer (&run->loop, g_main_loop_unref);
   g_clear_pointer (&run->self_name, g_free);
   g_clear_pointer (&run->dir, g_free);
-  coordination_clear (&run->coord);
+  pm_state_coordination_clear (&run->coord);
 }
 
 G_DEFINE_AUTO_CLEANUP_CLEAR_FUNC (MeshRun, mesh_run_clear)
@@ -1300,7 +1218,7 @@ mesh_run_prepare (MeshRun             *run,
   if (options->lan_only && (options->stun != NULL || options->stun_alt != NULL))
     return usage_error (command, "--lan-only contacts no STUN server: leave out --stun");
 
-  if (!options->lan_only && !coordination_load (run->dir, &run->coord, &error))
+  if (!options->lan_only && !pm_state_load_coordination (run->dir, &run->coord, &error))
     {
       g_printerr ("pipermesh: %s (or use --lan-only)\n", error->message);
       return EXIT_FAILED;
@@ -2033,14 +1951,14 @@ pair_self_name (const char *dir,
                 PmIdentity *identity,
                 const char *given)
 {
-  Coordination coord = { NULL };
-  char        *name = NULL;
+  PmStateCoordination coord = { NULL };
+  char               *name = NULL;
 
   if (given != NULL)
     return g_strdup (given);
-  if (coordination_load (dir, &coord, NULL) && coord.name != NULL)
+  if (pm_state_load_coordination (dir, &coord, NULL) && coord.name != NULL)
     name = g_strdup (coord.name);
-  coordination_clear (&coord);
+  pm_state_coordination_clear (&coord);
   if (name == NULL && pm_identity_get_device_name (identity) != NULL)
     name = g_strdup (pm_identity_get_device_name (identity));
   if (name == NULL)
