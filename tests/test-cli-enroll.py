@@ -13,73 +13,38 @@ twice, listing before enrolling). Every wait is bounded. Prints TAP.
 """
 import json
 import os
-import queue
 import re
-import signal
 import stat
 import subprocess
 import sys
 import tempfile
-import threading
-import time
+
+import pmtest
+from pmtest import ok
 
 PIPERMESH = sys.argv[1]
 SERVER = sys.argv[2]
-DEADLINE = time.monotonic() + 45
-tests = []
+pmtest.set_deadline(45)
 
 # No Secret Service here: identities use the file store, and nothing talks
 # to the user's session bus.
-ENV = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
-
-
-def admin(db, *args):
-    out = subprocess.run([SERVER, "--db", db, *args], capture_output=True, text=True, timeout=20,
-                         env=ENV)
-    if out.returncode != 0:
-        raise RuntimeError(f"{args}: {out.stderr}")
-    return out.stdout.strip()
+pmtest.set_env(DBUS_SESSION_BUS_ADDRESS="disabled:")
 
 
 def pm(state, *args):
-    out = subprocess.run([PIPERMESH, "--state-dir", state, *args], capture_output=True, text=True,
-                         timeout=20, env=ENV)
-    if out.returncode not in (0, 1, 2):
-        # A crash or a sanitizer report: show it as TAP comments.
-        for line in (out.stderr or "").splitlines()[-40:]:
-            print("# " + line)
-    return out
+    return pmtest.run_cli([PIPERMESH, "--state-dir", state, *args])
 
 
 def main():
     tmp = tempfile.mkdtemp(prefix="pm-cli-enroll-")
     db = os.path.join(tmp, "server.db")
-    admin(db, "account", "create", "home")
-    key = admin(db, "enroll-key", "create", "home", "--reusable")
+    pmtest.admin(SERVER, db, "account", "create", "home")
+    key = pmtest.admin(SERVER, db, "enroll-key", "create", "home", "--reusable")
 
-    proc = subprocess.Popen([SERVER, "--db", db, "serve", "--listen", "127.0.0.1:0", "--stun", "off"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
-    base = None
+    server, base, _ = pmtest.start_server(SERVER, db, "--listen", "127.0.0.1:0", "--stun", "off",
+                                          timeout=45)
     secrets_seen = []
     try:
-        while time.monotonic() < DEADLINE and base is None:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                if proc.poll() is not None:
-                    break
-                continue
-            m = re.search(r"API and relay on (http://\S+)", line)
-            if m:
-                base = m.group(1)
         if not ok(base, "server starts and prints its URL"):
             return
 
@@ -162,21 +127,10 @@ def main():
         if token:
             ok(all(token.group(1) not in s for s in secrets_seen), "the token is never printed")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-        ok(code == 0, f"SIGTERM stops the server cleanly (exit {code})")
-        err = proc.stderr.read()
-        if code != 0:
-            for line in err.splitlines()[-60:]:
-                print("# " + line)
-        ok("pmdt_" not in err, "no token in the server's log")
+        pmtest.stop_server(server)
+        ok("pmdt_" not in "".join(server.err), "no token in the server's log")
         subprocess.run(["rm", "-rf", tmp])
 
 
 main()
-print(f"1..{len(tests)}")
-sys.exit(0 if all(c for c, _ in tests) else 1)
+sys.exit(pmtest.finish())

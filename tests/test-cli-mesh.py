@@ -20,172 +20,32 @@ socket. Every wait is bounded; every process is killed in the end. Prints TAP.
 import hashlib
 import json
 import os
-import queue
 import random
 import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+import pmtest
+from pmtest import Proc, comment, left, ok
 
 PIPERMESH = sys.argv[1]
 SERVER = sys.argv[2]
-DEADLINE = time.monotonic() + 100
+pmtest.set_deadline(100)
 DATA_LEN = 16 * 1024 * 1024
 DATA = random.Random(20240611).randbytes(DATA_LEN)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
-tests = []
 
 # No Secret Service here (identities use the file store), nothing talks to the
 # user's session bus, and candidates include 127.0.0.1.
-ENV = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:", PIPERMESH_LOOPBACK_CANDIDATES="1")
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
-
-
-def comment(text):
-    for line in (text or "").splitlines()[-40:]:
-        print("# " + line)
-
-
-def left(cap=30.0):
-    return max(0.5, min(cap, DEADLINE - time.monotonic()))
-
-
-def admin(db, *args):
-    out = subprocess.run([SERVER, "--db", db, *args], capture_output=True, text=True, timeout=20,
-                         env=ENV)
-    if out.returncode != 0:
-        raise RuntimeError(f"{args}: {out.stderr}")
-    return out.stdout.strip()
+pmtest.set_env(DBUS_SESSION_BUS_ADDRESS="disabled:", PIPERMESH_LOOPBACK_CANDIDATES="1")
 
 
 def pm(state, *args, timeout=20):
-    out = subprocess.run([PIPERMESH, "--state-dir", state, *args], capture_output=True, text=True,
-                         timeout=min(timeout, left()), env=ENV)
-    if out.returncode not in (0, 1, 2):
-        comment(out.stderr)  # a crash or a sanitizer report
-    return out
-
-
-class Proc:
-    """A long-running process whose stdout and stderr lines are collected."""
-
-    def __init__(self, argv, name):
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=ENV)
-        self.lines = queue.Queue()
-        self.out = []
-        self.err = []
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.out, True),
-                         daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err, False),
-                         daemon=True).start()
-
-    def _read(self, stream, store, queue_it):
-        for line in stream:
-            store.append(line)
-            if queue_it:
-                self.lines.put(line)
-
-    def wait_line(self, pattern, timeout=20):
-        """The first match of @pattern in a new stdout line, or None."""
-        end = time.monotonic() + left(timeout)
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    return None
-                continue
-            m = re.search(pattern, line)
-            if m:
-                return m
-        return None
-
-    def wait_stderr(self, pattern, timeout=10):
-        end = time.monotonic() + left(timeout)
-        while time.monotonic() < end:
-            m = re.search(pattern, "".join(self.err))
-            if m:
-                return m
-            time.sleep(0.1)
-        return None
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            return None
-
-    def text(self):
-        return "".join(self.out) + "".join(self.err)
-
-
-class Source:
-    """A TCP service that sends DATA to every client, then closes."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            threading.Thread(target=self._send, args=(conn,), daemon=True).start()
-
-    def _send(self, conn):
-        try:
-            conn.sendall(DATA)
-            conn.shutdown(socket.SHUT_WR)
-            conn.settimeout(10)
-            while conn.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.sock.close()
-
-
-def read_all(port, timeout):
-    """Connects to 127.0.0.1:port and reads until EOF: (bytes, error or None)."""
-    data = bytearray()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    return bytes(data), None
-                data += chunk
-            return bytes(data), "timed out"
-    except OSError as e:
-        return bytes(data), str(e)
+    return pmtest.run_cli([PIPERMESH, "--state-dir", state, *args], timeout=timeout)
 
 
 def status_json(state):
@@ -231,28 +91,13 @@ def check_peer_shape(peer, where):
 def main():
     tmp = tempfile.mkdtemp(prefix="pm-cli-mesh-")
     db = os.path.join(tmp, "server.db")
-    procs = []
-    source = Source()
-    server = None
+    source = pmtest.Source(DATA)
     try:
-        admin(db, "account", "create", "home")
-        key = admin(db, "enroll-key", "create", "home", "--reusable")
-        server = Proc([SERVER, "--db", db, "serve", "--listen", "127.0.0.1:0",
-                       "--stun", "127.0.0.1:0"], "server")
-        procs.append(server)
-        base = stun = None
-        end = time.monotonic() + left(15)
-        while time.monotonic() < end and (base is None or stun is None):
-            try:
-                line = server.lines.get(timeout=0.5)
-            except queue.Empty:
-                if server.proc.poll() is not None:
-                    break
-                continue
-            m = re.search(r"API and relay on (http://\S+)", line)
-            base = m.group(1) if m else base
-            m = re.search(r"STUN on udp://([\d.]+:\d+)", line)
-            stun = m.group(1) if m else stun
+        pmtest.admin(SERVER, db, "account", "create", "home")
+        key = pmtest.admin(SERVER, db, "enroll-key", "create", "home", "--reusable")
+        server, base, stuns = pmtest.start_server(SERVER, db, "--listen", "127.0.0.1:0",
+                                                  "--stun", "127.0.0.1:0", stun=1)
+        stun = stuns[0] if stuns else None
         if not ok(base and stun, "server starts and prints its URL and STUN address"):
             comment(server.text())
             return
@@ -276,7 +121,6 @@ def main():
                   "--service", f"data=127.0.0.1:{source.port}", "--allow", "data=a",
                   "--service", f"secret=127.0.0.1:{source.port}", "--allow", "secret=nobody"],
                  "b")
-        procs.append(b)
         if not ok(b.wait_line(r"^ready: ") is not None, "b: `up` starts and gets the device list"):
             comment(b.text())
             return
@@ -289,11 +133,10 @@ def main():
         sock_path = os.path.join(states["b"], "control.socket")
         gdbus = shutil.which("gdbus")
         if gdbus:
-            out = subprocess.run([gdbus, "call", "--address", f"unix:path={sock_path}",
-                                  "--dest", "org.pipermesh.Control",
-                                  "--object-path", "/org/pipermesh/Control",
-                                  "--method", "org.pipermesh.Control1.GetStatus"],
-                                 capture_output=True, text=True, timeout=left(10), env=ENV)
+            out = pmtest.run([gdbus, "call", "--address", f"unix:path={sock_path}",
+                              "--dest", "org.pipermesh.Control",
+                              "--object-path", "/org/pipermesh/Control",
+                              "--method", "org.pipermesh.Control1.GetStatus"], timeout=10)
             ok(out.returncode == 0 and f"'{ids['b']}'" in out.stdout and f"'{ids['a']}'" in out.stdout,
                "`gdbus call … GetStatus` answers on b's control socket")
             if out.returncode != 0:
@@ -316,7 +159,6 @@ def main():
 
         a = Proc([PIPERMESH, "--state-dir", states["a"], "connect", "b", "--stun", stun,
                   "--forward", "127.0.0.1:0=data", "--forward", "0=secret"], "a")
-        procs.append(a)
         fwd = {}
         for _ in range(2):
             m = a.wait_line(r"^forwarding 127\.0\.0\.1:(\d+) -> b/(\w+)$")
@@ -332,7 +174,7 @@ def main():
         before = peer or {}
 
         t0 = time.monotonic()
-        data, err = read_all(fwd["data"], left(40))
+        data, err = pmtest.read_all(fwd["data"], left(40))
         elapsed = time.monotonic() - t0
         ok(err is None and len(data) == DATA_LEN,
            f"16 MiB through the forward ({len(data)} bytes, {err or 'EOF'}, {elapsed:.2f} s)")
@@ -386,7 +228,7 @@ def main():
         ok(out.returncode == 1 and "unknown device" in out.stderr, "ping an unknown device: exit 1")
 
         accepted = source.accepted
-        data, err = read_all(fwd["secret"], left(15))
+        data, err = pmtest.read_all(fwd["secret"], left(15))
         ok(data == b"" and err is None, f"a service b does not allow for a: the connection closes ({err})")
         m = a.wait_stderr(r"b/secret: (.+)")
         ok(m and re.search(r"not (offered|allowed)", m.group(1)),
@@ -405,7 +247,6 @@ def main():
 
         # A killed up leaves its socket behind: status says nothing runs; a new up takes over.
         b2 = Proc([PIPERMESH, "--state-dir", states["b"], "up", "--stun", stun], "b2")
-        procs.append(b2)
         ok(b2.wait_line(r"^up as b ") is not None, "b: `up` again")
         b2.stop(signal.SIGKILL)
         ok(os.path.exists(sock_path), "a killed `up` leaves its control socket behind")
@@ -413,24 +254,19 @@ def main():
         ok(out.returncode == 1 and "No pipermesh is running" in out.stderr,
            "status on a stale socket: exit 1, nothing running")
         b3 = Proc([PIPERMESH, "--state-dir", states["b"], "up", "--stun", stun], "b3")
-        procs.append(b3)
         ok(b3.wait_line(r"^up as b ") is not None, "a new `up` replaces the stale socket")
         out = pm(states["b"], "status", "--json")
         ok(out.returncode == 0, "... and answers status")
         code = b3.stop()
         ok(code == 0, f"SIGTERM stops it cleanly (exit {code})")
         for p in (a, b, b3):
-            if "runtime error" in p.text() or "Sanitizer" in p.text():
-                ok(False, f"{p.name}: no sanitizer report")
-                comment(p.text())
+            pmtest.sanitizer_check(p.what, p.text())
     finally:
-        for p in procs:
-            if p.proc.poll() is None:
-                p.stop(timeout=5)
+        for p in pmtest.procs:
+            p.stop(timeout=5)
         source.close()
         shutil.rmtree(tmp, ignore_errors=True)
 
 
 main()
-print(f"1..{len(tests)}")
-sys.exit(0 if all(c for c, _ in tests) else 1)
+sys.exit(pmtest.finish())

@@ -11,63 +11,38 @@ network. Every wait is bounded. Prints TAP.
 """
 import json
 import os
-import queue
 import re
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
+import pmtest
+from pmtest import comment, ok
+
 CLI, SERVER = sys.argv[1], sys.argv[2]
-DEADLINE = time.monotonic() + 20
-tests = []
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
+pmtest.set_deadline(20)
 
 
 def netcheck(*args, timeout=20):
     return subprocess.run([CLI, "netcheck", *args], capture_output=True, text=True, timeout=timeout)
 
 
-def comment(out):
-    for line in (out.stdout + out.stderr).splitlines()[-40:]:
-        print("# " + line)
-
-
 def main():
     tmp = tempfile.mkdtemp(prefix="pm-netcheck-")
-    proc = subprocess.Popen([SERVER, "--db", os.path.join(tmp, "server.db"), "serve",
-                             "--listen", "127.0.0.1:0",
-                             "--stun", "127.0.0.1:0", "--stun-alt", "127.0.0.2:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stun = []
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    server, _, stun = pmtest.start_server(SERVER, os.path.join(tmp, "server.db"),
+                                          "--listen", "127.0.0.1:0",
+                                          "--stun", "127.0.0.1:0", "--stun-alt", "127.0.0.2:0",
+                                          stun=2, timeout=20)
     try:
-        while time.monotonic() < DEADLINE and len(stun) < 2:
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                if proc.poll() is not None:
-                    break
-                continue
-            m = re.search(r"STUN on udp://([\d.]+:\d+)", line)
-            if m:
-                stun.append(m.group(1))
         if not ok(len(stun) == 2, "server starts and prints two STUN addresses"):
             return
 
         out = netcheck("--stun", stun[0], "--stun-alt", stun[1], "--json")
         result = json.loads(out.stdout) if out.returncode == 0 else {}
         if not ok(out.returncode == 0 and result.get("udp") is True, "netcheck --json: UDP ok, exit 0"):
-            comment(out)
+            comment(out.stdout + out.stderr)
         local_port = result.get("localAddress", ":").rsplit(":", 1)[1]
         ok(result.get("mappedAddress") == f"127.0.0.1:{local_port}",
            f"mapped address is our own socket (no NAT on loopback): {result.get('mappedAddress')}")
@@ -84,7 +59,7 @@ def main():
                   and re.search(r"Mapped address: 127\.0\.0\.1:\d+", text)
                   and "Mapping varies by destination: no" in text
                   and re.search(r"STUN RTT:\s+[\d.]+ ms", text), "text output"):
-            comment(out)
+            comment(out.stdout + out.stderr)
 
         out = netcheck("--stun", stun[0])
         ok(out.returncode == 0 and "unknown (give --stun-alt to check)" in out.stdout,
@@ -101,7 +76,7 @@ def main():
             if not ok(out.returncode == 1 and result.get("udp") is False
                       and "No STUN answer" in (result.get("error") or "")
                       and result.get("mappedAddress") is None, "no answer: udp false, exit 1, says why"):
-                comment(out)
+                comment(out.stdout + out.stderr)
             ok(took < 15, f"gives up after the bounded retransmissions ({took:.1f} s)")
             silent.setblocking(False)
             requests = 0
@@ -117,19 +92,9 @@ def main():
         out = netcheck("--stun", "not an address:x")
         ok(out.returncode == 2, "a bad --stun is a usage error (exit 2)")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-        ok(code == 0, f"SIGTERM stops the server cleanly (exit {code})")
-        if code != 0:
-            for line in proc.stderr.read().splitlines()[-60:]:
-                print("# " + line)
+        pmtest.stop_server(server)
         subprocess.run(["rm", "-rf", tmp])
 
 
 main()
-print(f"1..{len(tests)}")
-sys.exit(0 if all(c for c, _ in tests) else 1)
+sys.exit(pmtest.finish())

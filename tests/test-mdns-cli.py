@@ -36,47 +36,31 @@ lines; the exit status is the result (0 pass, 1 fail, 77 skip).
 import hashlib
 import json
 import os
-import queue
 import random
 import re
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 
+import pmtest
+from pmtest import Proc, comment, left, ok, run
+
 PIPERMESH = os.path.abspath(sys.argv[1])
-DEADLINE = time.monotonic() + 160
+pmtest.set_deadline(160)
 DATA_LEN = 4 * 1024 * 1024
 MESH_PORT = 41641  # pair's --mesh-port and up --lan-only's --port defaults
 NEW_A4 = "10.213.0.77"
 NEW_A6 = "fd6d:646e:7300::77"
 CONTROL_S = 12  # how long the control case waits for bytes that must not come
-tests = []
 
 LAB = {k: os.environ.get("PM_TEST_AVAHI_" + k)
        for k in ("SKIP", "NS_A", "NS_B", "BUS_A", "BUS_B", "IF_A", "ADDR_A4", "ADDR_A6", "CTL")}
 
 # No Secret Service (identities use the file store); nothing reaches the
 # user's session bus. Each process gets its namespace's system bus below.
-ENV = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
-
-
-def comment(text):
-    for line in (text or "").splitlines()[-40:]:
-        print("# " + line, flush=True)
-
-
-def left(cap=30.0):
-    return max(0.5, min(cap, DEADLINE - time.monotonic()))
+pmtest.set_env(DBUS_SESSION_BUS_ADDRESS="disabled:")
 
 
 def in_ns(x, bus=None):
@@ -85,26 +69,9 @@ def in_ns(x, bus=None):
             "DBUS_SYSTEM_BUS_ADDRESS=" + (bus or LAB["BUS_" + x.upper()]))
 
 
-def sanitizer_check(what, text):
-    if "runtime error" in (text or "") or "Sanitizer" in (text or ""):
-        ok(False, f"{what}: no sanitizer report")
-        comment(text)
-
-
-def run(argv, timeout=20):
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=min(timeout, left()), env=ENV,
-                              stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", e.stderr or "")
-
-
 def pm(x, state, *args, timeout=20, bus=None):
-    out = run([*in_ns(x, bus), PIPERMESH, "--state-dir", state, *args], timeout=timeout)
-    if out.returncode not in (0, 1, 2):
-        comment(out.stderr)  # a crash or a timeout
-    sanitizer_check(" ".join(args[:2]), out.stderr)
-    return out
+    return pmtest.run_cli([*in_ns(x, bus), PIPERMESH, "--state-dir", state, *args], timeout=timeout,
+                          what=" ".join(args[:2]))
 
 
 def ip(*args):
@@ -114,86 +81,15 @@ def ip(*args):
     return out.returncode == 0
 
 
-ALL_PROCS = []
-
-
-class Proc:
-    """A long-running process whose output lines are collected."""
-
-    def __init__(self, argv, what, extra_env=None):
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=subprocess.DEVNULL, text=True, env=dict(ENV, **(extra_env or {})))
-        self.lines = queue.Queue()
-        self.out = []
-        self.err = []
-        self.what = what
-        ALL_PROCS.append(self)
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
-
-    def _read(self, stream, store):
-        for line in stream:
-            store.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, pattern, timeout=20):
-        """The first match of @pattern in a new output line, or None."""
-        end = time.monotonic() + left(timeout)
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    return None
-                continue
-            m = re.search(pattern, line)
-            if m:
-                return m
-        return None
-
-    def wait(self, timeout=20):
-        try:
-            return self.proc.wait(timeout=left(timeout))
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            return None
-
-    def text(self):
-        return "".join(self.out) + "".join(self.err)
-
-
-# Runs in namespace a: serves the file argv[1] to every client on
-# 127.0.0.1 (any port, printed), then closes the connection.
+# Runs in namespace a: pmtest.Source (from the directory argv[2]) serving the
+# file argv[1] on 127.0.0.1 (any port, printed) until it is stopped.
 SOURCE = r"""
-import socket, sys, threading
-data = open(sys.argv[1], "rb").read()
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(8)
-print(s.getsockname()[1], flush=True)
-def send(c):
-    try:
-        c.sendall(data)
-        c.shutdown(socket.SHUT_WR)
-        c.settimeout(10)
-        while c.recv(65536):
-            pass
-    except OSError:
-        pass
-    finally:
-        c.close()
-while True:
-    c, _ = s.accept()
-    threading.Thread(target=send, args=(c,), daemon=True).start()
+import sys, threading
+sys.path.insert(0, sys.argv[2])
+import pmtest
+source = pmtest.Source(open(sys.argv[1], "rb").read())
+print(source.port, flush=True)
+threading.Event().wait()
 """
 
 # Runs in namespace b: reads 127.0.0.1:argv[1] to EOF within argv[2]
@@ -286,7 +182,7 @@ def renumber():
 def connect(state, bus=None):
     """`connect host --lan-only` in b; (Proc, forwarded port or None)."""
     conn = Proc([*in_ns("b", bus), PIPERMESH, "--state-dir", state, "connect", "host", "--lan-only",
-                 "--forward", "127.0.0.1:0=data"], "connect", {"G_MESSAGES_DEBUG": "pipermesh-cli"})
+                 "--forward", "127.0.0.1:0=data"], "connect", extra_env={"G_MESSAGES_DEBUG": "pipermesh-cli"})
     m = conn.wait_line(r"^forwarding 127\.0\.0\.1:(\d+) -> host/data$", timeout=30)
     return conn, int(m.group(1)) if m else None
 
@@ -306,7 +202,8 @@ def lab_run(tmp):
     if not pairing(tmp, host_state, client_state):
         return
 
-    source = Proc([*in_ns("a"), sys.executable, "-c", SOURCE, data_path], "source")
+    source = Proc([*in_ns("a"), sys.executable, "-c", SOURCE, data_path,
+                   os.path.dirname(os.path.abspath(pmtest.__file__))], "source")
     m = source.wait_line(r"^(\d+)$", timeout=10)
     if not ok(m, "a TCP data source listens in a"):
         comment(source.text())
@@ -394,14 +291,10 @@ def main():
     try:
         lab_run(tmp)
     finally:
-        for p in ALL_PROCS:
-            p.stop(timeout=5)
-            sanitizer_check(p.what, p.text())
+        pmtest.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = sum(1 for passed, _ in tests if not passed)
-    print(f"1..{len(tests)}")
-    print(f"# {len(tests) - failed} passed, {failed} failed")
-    return 1 if failed or not tests else 0
+    failed = pmtest.finish(summary=True)
+    return 1 if failed or not pmtest.tests else 0
 
 
 if __name__ == "__main__":

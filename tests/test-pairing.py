@@ -34,11 +34,9 @@ import base64
 import hashlib
 import json
 import os
-import queue
 import random
 import re
 import shutil
-import signal
 import socket
 import struct
 import subprocess
@@ -48,36 +46,18 @@ import threading
 import time
 import zlib
 
+import pmtest
+from pmtest import comment, left, ok, read_all, skip
+
 PIPERMESH = sys.argv[1]
-DEADLINE = time.monotonic() + 160
+pmtest.set_deadline(160)
 DATA_LEN = 4 * 1024 * 1024
 DATA = random.Random(20261125).randbytes(DATA_LEN)
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
-tests = []
 
 # No Secret Service (identities use the file store); nothing reaches the
 # user's session bus.
-ENV = dict(os.environ, DBUS_SESSION_BUS_ADDRESS="disabled:")
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
-
-
-def skip(name, reason):
-    tests.append((True, name))
-    print(f"ok {len(tests)} {name} # SKIP {reason}", flush=True)
-
-
-def comment(text):
-    for line in (text or "").splitlines()[-40:]:
-        print("# " + line)
-
-
-def left(cap=30.0):
-    return max(0.5, min(cap, DEADLINE - time.monotonic()))
+pmtest.set_env(DBUS_SESSION_BUS_ADDRESS="disabled:")
 
 
 def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
@@ -87,15 +67,8 @@ def free_port(kind=socket.SOCK_STREAM, host="127.0.0.1"):
 
 
 def pm(state, *args, timeout=20, prefix=()):
-    try:
-        out = subprocess.run([*prefix, PIPERMESH, "--state-dir", state, *args], capture_output=True,
-                             text=True, timeout=min(timeout, left()), env=ENV, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as e:
-        return subprocess.CompletedProcess(e.cmd, 124, e.stdout or "", e.stderr or "")
-    if out.returncode not in (0, 1, 2):
-        comment(out.stderr)  # a crash
-    sanitizer_check(" ".join(args[:2]), out.stderr)
-    return out
+    return pmtest.run_cli([*prefix, PIPERMESH, "--state-dir", state, *args], timeout=timeout,
+                          what=" ".join(args[:2]))
 
 
 def last(text):
@@ -104,106 +77,10 @@ def last(text):
     return lines[-1] if lines else ""
 
 
-def sanitizer_check(what, text):
-    if "runtime error" in (text or "") or "Sanitizer" in (text or ""):
-        ok(False, f"{what}: no sanitizer report")
-        comment(text)
-
-
-ALL_PROCS = []
-
-
-class Proc:
-    """A long-running process whose output lines are collected."""
-
-    def __init__(self, argv, stdin=subprocess.DEVNULL, prefix=()):
-        self.proc = subprocess.Popen([*prefix, *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     stdin=stdin, text=True, env=ENV)
-        self.lines = queue.Queue()
-        self.out = []
-        self.err = []
-        self.what = " ".join(argv[3:5])
-        ALL_PROCS.append(self)
-        threading.Thread(target=self._read, args=(self.proc.stdout, self.out), daemon=True).start()
-        threading.Thread(target=self._read, args=(self.proc.stderr, self.err), daemon=True).start()
-
-    def _read(self, stream, store):
-        for line in stream:
-            store.append(line)
-            self.lines.put(line)
-
-    def wait_line(self, pattern, timeout=20):
-        """The first match of @pattern in a new output line, or None."""
-        end = time.monotonic() + left(timeout)
-        while time.monotonic() < end:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.proc.poll() is not None and self.lines.empty():
-                    return None
-                continue
-            m = re.search(pattern, line)
-            if m:
-                return m
-        return None
-
-    def send(self, text):
-        self.proc.stdin.write(text)
-        self.proc.stdin.flush()
-
-    def wait(self, timeout=20):
-        try:
-            return self.proc.wait(timeout=left(timeout))
-        except subprocess.TimeoutExpired:
-            return None
-
-    def stop(self, sig=signal.SIGTERM, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            return None
-
-    def text(self):
-        return "".join(self.out) + "".join(self.err)
-
-
-class Source:
-    """A TCP service that sends DATA to every client, then closes."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._send, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _send(conn):
-        try:
-            conn.sendall(DATA)
-            conn.shutdown(socket.SHUT_WR)
-            conn.settimeout(10)
-            while conn.recv(65536):
-                pass
-        except OSError:
-            pass
-        finally:
-            conn.close()
-
-    def close(self):
-        self.sock.close()
+def pm_proc(state, *args, stdin=subprocess.DEVNULL, prefix=()):
+    """`pipermesh --state-dir STATE ARGS` left running (in @prefix)."""
+    return pmtest.Proc([*prefix, PIPERMESH, "--state-dir", state, *args], what=" ".join(args[:2]),
+                       stdin=stdin)
 
 
 class Recorder:
@@ -246,22 +123,6 @@ class Recorder:
     def close(self):
         self.tcp.close()
         self.udp.close()
-
-
-def read_all(port, timeout):
-    data = bytearray()
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-            s.settimeout(timeout)
-            end = time.monotonic() + timeout
-            while time.monotonic() < end:
-                chunk = s.recv(1 << 20)
-                if not chunk:
-                    return bytes(data), None
-                data += chunk
-            return bytes(data), "timed out"
-    except OSError as e:
-        return bytes(data), str(e)
 
 
 def paired_json(state, prefix=()):
@@ -312,8 +173,8 @@ def blank_png(path):
 
 def start_host(state, *extra, stdin=subprocess.DEVNULL, name="host"):
     """`pair show` on 127.0.0.1; returns (Proc, code text) once it waits."""
-    host = Proc([PIPERMESH, "--state-dir", state, "pair", "show", "--address", "127.0.0.1",
-                 "--name", name, *extra], stdin=stdin)
+    host = pm_proc(state, "pair", "show", "--address", "127.0.0.1",
+                   "--name", name, *extra, stdin=stdin)
     uri = None
     end = time.monotonic() + left(20)
     while time.monotonic() < end:
@@ -373,7 +234,7 @@ def phase_pairing(tmp, host_state, client_state, png):
 
 
 def phase_lan_only(tmp, host_state, client_state):
-    source = Source()
+    source = pmtest.Source(DATA)
     recorder = None
     for _ in range(20):
         # A loopback address of its own, so that the STUN port (3478) is free
@@ -391,8 +252,8 @@ def phase_lan_only(tmp, host_state, client_state):
     write_coordination(client_state, f"https://{server_ip}:{server_port}")
     procs = []
     try:
-        up = Proc([PIPERMESH, "--state-dir", host_state, "up", "--lan-only", "--port", str(HOST_UDP),
-                   "--service", f"data=127.0.0.1:{source.port}"])
+        up = pm_proc(host_state, "up", "--lan-only", "--port", str(HOST_UDP),
+                     "--service", f"data=127.0.0.1:{source.port}")
         procs.append(up)
         ok(up.wait_line(r"^offering data \(127\.0\.0\.1:\d+\) to client$") is not None,
            "up --lan-only offers the service to the paired device (its allow-list)")
@@ -400,8 +261,8 @@ def phase_lan_only(tmp, host_state, client_state):
                   "up --lan-only starts on the given UDP port"):
             comment(up.text())
             return
-        conn = Proc([PIPERMESH, "--state-dir", client_state, "connect", "host", "--lan-only",
-                     "--port", str(CLIENT_UDP), "--forward", "127.0.0.1:0=data"])
+        conn = pm_proc(client_state, "connect", "host", "--lan-only",
+                       "--port", str(CLIENT_UDP), "--forward", "127.0.0.1:0=data")
         procs.append(conn)
         m = conn.wait_line(r"^forwarding 127\.0\.0\.1:(\d+) -> host/data$")
         if not ok(m, "connect --lan-only finds the paired host and forwards a port"):
@@ -422,8 +283,8 @@ def phase_lan_only(tmp, host_state, client_state):
         ok(up_rc == 0, "up stops cleanly on SIGTERM")
 
         # The control: the same client without --lan-only contacts the server.
-        probe = Proc([PIPERMESH, "--state-dir", client_state, "connect", "host", "--port", str(CLIENT_UDP),
-                      "--forward", "127.0.0.1:0=data"])
+        probe = pm_proc(client_state, "connect", "host", "--port", str(CLIENT_UDP),
+                        "--forward", "127.0.0.1:0=data")
         procs.append(probe)
         end = time.monotonic() + left(10)
         while time.monotonic() < end and recorder.accepts == 0 and recorder.datagrams == 0:
@@ -478,12 +339,12 @@ def phase_netns(tmp, host_state, client_state):
                                 "s=socket.socket();s.bind(('127.0.0.1',int(sys.argv[1])));s.listen(4)\n"
                                 "while True:\n"
                                 "  c,_=s.accept();c.sendall(b'x'*65536);c.close()\n", str(source_port)])
-        up = Proc([PIPERMESH, "--state-dir", host_state, "up", "--lan-only", "--port", str(HOST_UDP),
-                   "--service", f"data=127.0.0.1:{source_port}"], prefix=prefix)
+        up = pm_proc(host_state, "up", "--lan-only", "--port", str(HOST_UDP),
+                     "--service", f"data=127.0.0.1:{source_port}", prefix=prefix)
         procs.append(up)
         up.wait_line(r"^up as ")
-        conn = Proc([PIPERMESH, "--state-dir", client_state, "connect", "host", "--lan-only",
-                     "--port", str(CLIENT_UDP), "--forward", "127.0.0.1:0=data"], prefix=prefix)
+        conn = pm_proc(client_state, "connect", "host", "--lan-only",
+                       "--port", str(CLIENT_UDP), "--forward", "127.0.0.1:0=data", prefix=prefix)
         procs.append(conn)
         m = conn.wait_line(r"^forwarding 127\.0\.0\.1:(\d+) -> host/data$")
         got = None
@@ -503,8 +364,8 @@ def phase_netns(tmp, host_state, client_state):
         syn, stun = iptables_count(ns, "pm-syn"), iptables_count(ns, "pm-stun")
         ok(got == "65536" and syn == 0 and stun == 0,
            f"{name}: {got} bytes forwarded, {syn} SYNs, {stun} STUN datagrams")
-        probe = Proc([PIPERMESH, "--state-dir", client_state, "connect", "host", "--port", str(CLIENT_UDP),
-                      "--forward", "127.0.0.1:0=data"], prefix=prefix)
+        probe = pm_proc(client_state, "connect", "host", "--port", str(CLIENT_UDP),
+                        "--forward", "127.0.0.1:0=data", prefix=prefix)
         procs.append(probe)
         end = time.monotonic() + left(10)
         while time.monotonic() < end and not (iptables_count(ns, "pm-syn") or iptables_count(ns, "pm-stun")):
@@ -540,7 +401,7 @@ def phase_refusals(tmp):
     ok(host.proc.poll() is None, "... and the host keeps waiting (the token was never sent)")
 
     # The real code: the first client reaches the verification...
-    first = Proc([PIPERMESH, "--state-dir", c_one, "pair", "scan", "--uri", uri, "--name", "one"])
+    first = pm_proc(c_one, "pair", "scan", "--uri", uri, "--name", "one")
     ok(host.wait_line(r"Accept the pairing\? \[y/N\]|^Verification code:") is not None
        and first.wait_line(r"^Verification code: ") is not None,
        "the first client reaches the verification; the host asks y/N")
@@ -618,14 +479,9 @@ def main():
                f"unpair of an unknown name says so ({last(out.stderr)})")
         phase_refusals(tmp)
     finally:
-        for p in ALL_PROCS:
-            p.stop(timeout=5)
-            sanitizer_check(p.what, p.text())
+        pmtest.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)
-    failed = sum(1 for passed, _ in tests if not passed)
-    print(f"1..{len(tests)}")
-    print(f"# {len(tests) - failed} passed, {failed} failed")
-    return 1 if failed else 0
+    return pmtest.finish(summary=True)
 
 
 if __name__ == "__main__":

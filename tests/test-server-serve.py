@@ -14,34 +14,23 @@ import json
 import os
 import re
 import secrets
-import queue
-import signal
 import socket
 import struct
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 import urllib.error
 import urllib.request
 
+import pmtest
+from pmtest import ok
+
 SERVER = sys.argv[1]
-DEADLINE = time.monotonic() + 45
-tests = []
-
-
-def ok(cond, name):
-    tests.append((bool(cond), name))
-    print(("ok" if cond else "not ok") + f" {len(tests)} {name}", flush=True)
-    return cond
+pmtest.set_deadline(45)
 
 
 def admin(db, *args):
-    out = subprocess.run([SERVER, "--db", db, *args], capture_output=True, text=True, timeout=20)
-    if out.returncode != 0:
-        raise RuntimeError(f"{args}: {out.stderr}")
-    return out.stdout.strip()
+    return pmtest.admin(SERVER, db, *args)
 
 
 def http(method, url, body=None, token=None):
@@ -89,26 +78,11 @@ def main():
     admin(db, "account", "create", "home")
     key = admin(db, "enroll-key", "create", "home", "--reusable")
 
-    proc = subprocess.Popen([SERVER, "--db", db, "serve", "--listen", "127.0.0.1:0",
-                             "--stun", "127.0.0.1:0", "--stun-alt", "127.0.0.2:0"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    base, stun = None, []
-    lines = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(l) for l in proc.stdout], daemon=True).start()
+    server, base, stuns = pmtest.start_server(SERVER, db, "--listen", "127.0.0.1:0",
+                                              "--stun", "127.0.0.1:0", "--stun-alt", "127.0.0.2:0",
+                                              stun=2, timeout=45)
+    stun = [(host, int(port)) for host, port in (s.rsplit(":", 1) for s in stuns)]
     try:
-        while time.monotonic() < DEADLINE and not (base and len(stun) == 2):
-            try:
-                line = lines.get(timeout=1)
-            except queue.Empty:
-                if proc.poll() is not None:
-                    break
-                continue
-            m = re.search(r"API and relay on (http://\S+)", line)
-            if m:
-                base = m.group(1)
-            m = re.search(r"STUN on udp://([\d.]+):(\d+)", line)
-            if m:
-                stun.append((m.group(1), int(m.group(2))))
         if not ok(base and len(stun) == 2, "server starts and prints its API and two STUN addresses"):
             return
 
@@ -155,18 +129,8 @@ def main():
         status, body = http("GET", base + "/v1/mesh/devices", token=phone["token"])
         ok(status == 401, "the revoked token stops working at once")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-        ok(code == 0, f"SIGTERM stops the server cleanly (exit {code})")
-        err = proc.stderr.read()
-        if code != 0:
-            # Why it failed (a sanitizer report, a critical), as TAP comments.
-            for line in err.splitlines()[-60:]:
-                print("# " + line)
+        pmtest.stop_server(server)
+        err = "".join(server.err)
         # Secrets never reach the log: no token, no enrollment key.
         ok(key not in err and "pmdt_" not in err, "no secret in the server's log")
         subprocess.run(["rm", "-rf", tmp])
@@ -190,20 +154,14 @@ def tls():
     # at the exit of a process that ran GnuTLS through glib-networking, so the
     # leak check is off for this one process; AddressSanitizer stays on, and
     # the plain-HTTP server above is leak-checked.
-    env = dict(os.environ)
-    if "ASAN_OPTIONS" in env:
-        env["ASAN_OPTIONS"] += ":detect_leaks=0"
-    proc = subprocess.Popen([SERVER, "--db", os.path.join(tmp, "db"), "serve", "--listen", "0.0.0.0:0",
-                             "--stun", "off", "--tls-cert", cert, "--tls-key", keyfile],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # Always: meson sets ASAN_OPTIONS only sometimes (not when the caller did).
+    env = {"ASAN_OPTIONS": (os.environ.get("ASAN_OPTIONS", "") + ":detect_leaks=0").lstrip(":")}
+    server, url, _ = pmtest.start_server(SERVER, os.path.join(tmp, "db"), "--listen", "0.0.0.0:0",
+                                         "--stun", "off", "--tls-cert", cert, "--tls-key", keyfile,
+                                         timeout=15, extra_env=env)
     try:
-        port = None
-        deadline = time.monotonic() + 15
-        while port is None and time.monotonic() < deadline and proc.poll() is None:
-            line = proc.stdout.readline()
-            m = re.search(r"API and relay on https://[^:]+:(\d+)", line)
-            if m:
-                port = int(m.group(1))
+        m = re.match(r"https://[^:]+:(\d+)", url or "")
+        port = int(m.group(1)) if m else None
         if not ok(port, "serve with TLS starts on a wildcard address"):
             return
         context = ssl.create_default_context(cafile=cert)
@@ -215,16 +173,7 @@ def tls():
         except (urllib.error.URLError, ConnectionError, http_client_errors()):
             ok(True, "plain HTTP is refused on the TLS port")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            code = proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = None
-        ok(code == 0, f"the TLS server stops cleanly (exit {code})")
-        if code != 0:
-            for line in proc.stderr.read().splitlines()[-60:]:
-                print("# " + line)
+        pmtest.stop_server(server, check="the TLS server stops cleanly")
         subprocess.run(["rm", "-rf", tmp])
 
 
@@ -235,5 +184,4 @@ def http_client_errors():
 
 main()
 tls()
-print(f"1..{len(tests)}")
-sys.exit(0 if all(c for c, _ in tests) else 1)
+sys.exit(pmtest.finish())
