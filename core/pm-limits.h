@@ -18,9 +18,15 @@
 
 /* --- Replay protection (RFC 6479) ---------------------------------------- */
 
-/* 64 blocks of 64 bits; one block is always being recycled, so the window
- * that is guaranteed is 63 × 64 = 4032 counters (≥ the 2048 we promise). */
-#define PM_REPLAY_RING_BLOCKS 64
+/* 256 blocks of 64 bits (2 KiB per key pair); one block is always being
+ * recycled, so the window that is guaranteed is 255 × 64 = 16320 counters
+ * (≥ the 2048 we promise). It is this wide for path migration: when data
+ * moves from the relay to a direct path, the direct copies overtake what is
+ * still in flight on the relay; at ~100k packets/s a relay 40 ms behind is
+ * 4000 counters back, and a 4032-counter window refused those packets as
+ * too old, which SCTP then had to recover with a 1 s retransmission
+ * timeout (seen in the NAT lab). */
+#define PM_REPLAY_RING_BLOCKS 256
 #define PM_REPLAY_WINDOW      ((PM_REPLAY_RING_BLOCKS - 1) * 64)
 
 /* --- Key rotation --------------------------------------------------------- */

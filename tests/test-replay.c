@@ -147,7 +147,7 @@ test_window_edge (void)
   static const uint64_t tops[] = {
     PM_REPLAY_WINDOW, /* the edge is counter 0 */
     PM_REPLAY_WINDOW + 1,
-    10000,
+    PM_REPLAY_WINDOW * 2 + 17, /* well past the first window */
     64 * 1000,      /* the top at the start of a block */
     64 * 1000 + 63, /* ... and at its end */
     G_MAXUINT64,
