@@ -28,3 +28,11 @@
  * change before it renders. */
 #define PM_APP_SCREENSHOT_TIMEOUT_S     60
 #define PM_APP_SCREENSHOT_SETTLE_FRAMES 3
+
+/* The pairing wizard (pm-pair-dialog.c): the QR code is drawn at least this
+ * many pixels wide (whole pixels per module, so it stays sharp), the time
+ * left on a shown code is refreshed this often, and --pair-show gives up
+ * (exit 1) when no device paired within this long. */
+#define PM_APP_PAIR_QR_MIN_PX      240
+#define PM_APP_PAIR_COUNTDOWN_S    1
+#define PM_APP_PAIR_TEST_TIMEOUT_S 90

@@ -8,6 +8,7 @@
 #include <signal.h>
 
 #include "pm-notifier.h"
+#include "pm-pair-dialog.h"
 #include "pm-screenshot.h"
 #include "pm-tray.h"
 #include "pm-window.h"
@@ -27,7 +28,9 @@ struct _PmApplication {
   gboolean autostart;
   char    *state_dir;
   char    *screenshot_dir;
-  gboolean held; /* started hidden: the mesh runs without a window */
+  gboolean pair_show; /* with screenshot_dir: the pairing test (pm_pair_dialog_run_test) */
+  char    *pair_scan; /* the same, pairing with the code in this picture */
+  gboolean held;      /* started hidden: the mesh runs without a window */
   unsigned signal_sources[2];
 };
 
@@ -143,10 +146,24 @@ action_quit (GSimpleAction *action,
   g_application_quit (G_APPLICATION (user_data));
 }
 
+/* The tray's "Pair a Device…": the window, then its pairing wizard. */
+static void
+action_pair (GSimpleAction *action,
+             GVariant      *parameter,
+             gpointer       user_data)
+{
+  PmApplication *self = user_data;
+
+  g_application_activate (G_APPLICATION (self));
+  if (self->window != NULL)
+    gtk_widget_activate_action (GTK_WIDGET (self->window), "win.pair", NULL);
+}
+
 static const GActionEntry app_actions[] = {
   { "demo", action_demo, NULL, NULL, NULL, { 0 } },
   { "leave-demo", action_leave_demo, NULL, NULL, NULL, { 0 } },
   { "restart", action_restart, NULL, NULL, NULL, { 0 } },
+  { "pair", action_pair, NULL, NULL, NULL, { 0 } },
   { "about", action_about, NULL, NULL, NULL, { 0 } },
   { "quit", action_quit, NULL, NULL, NULL, { 0 } },
 };
@@ -163,6 +180,8 @@ pm_application_handle_local_options (GApplication *application,
   g_variant_dict_lookup (options, "autostart", "b", &self->autostart);
   g_variant_dict_lookup (options, "state-dir", "^ay", &self->state_dir);
   g_variant_dict_lookup (options, "screenshot-dir", "^ay", &self->screenshot_dir);
+  g_variant_dict_lookup (options, "pair-show", "b", &self->pair_show);
+  g_variant_dict_lookup (options, "pair-scan", "^ay", &self->pair_scan);
   /* A demo, another state directory or a screenshot run is a process of its
    * own, never handed to an app already running for the user. */
   if (self->demo || self->state_dir != NULL || self->screenshot_dir != NULL)
@@ -235,7 +254,16 @@ pm_application_activate (GApplication *application)
       self->window = pm_window_new (GTK_APPLICATION (self));
       g_object_add_weak_pointer (G_OBJECT (self->window), (gpointer *) &self->window);
       pm_window_set_runtime (self->window, self->runtime);
-      if (self->screenshot_dir != NULL)
+      if (self->screenshot_dir != NULL && (self->pair_show || self->pair_scan != NULL))
+        {
+          g_autofree char *dir = self->state_dir != NULL ? g_strdup (self->state_dir)
+                                                         : pm_identity_default_state_dir ();
+
+          gtk_window_present (GTK_WINDOW (self->window));
+          pm_pair_dialog_run_test (pm_pair_dialog_new (GTK_WINDOW (self->window), dir, NULL),
+                                   self->screenshot_dir, self->pair_scan);
+        }
+      else if (self->screenshot_dir != NULL)
         pm_screenshot_start (self, self->window, self->screenshot_dir);
     }
   gtk_window_present (GTK_WINDOW (self->window));
@@ -300,6 +328,7 @@ pm_application_finalize (GObject *object)
   g_clear_object (&self->settings);
   g_free (self->state_dir);
   g_free (self->screenshot_dir);
+  g_free (self->pair_scan);
   G_OBJECT_CLASS (pm_application_parent_class)->finalize (object);
 }
 
@@ -328,6 +357,14 @@ pm_application_init (PmApplication *self)
       N_ ("Started with the session: stay hidden if the start-hidden setting says so"), NULL },
     { "screenshot-dir", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, NULL,
       "Run the demo, save screenshots and report.json into DIR, then quit", "DIR" },
+    { "pair-show", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, NULL,
+      "With --screenshot-dir: show a pairing code on 127.0.0.1 for the --state-dir, save "
+      "DIR/pair.png, accept the device that scans it, write DIR/pair-report.json, then quit",
+      NULL },
+    { "pair-scan", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_FILENAME, NULL,
+      "With --screenshot-dir: try the camera, then pair with the code in the picture FILE for "
+      "the --state-dir, write DIR/pair-report.json, then quit",
+      "FILE" },
     { NULL },
   };
 

@@ -6,6 +6,7 @@
 #include <glib/gi18n.h>
 
 #include "pm-app-format.h"
+#include "pm-pair-dialog.h"
 
 struct _PmWindow {
   AdwApplicationWindow parent_instance;
@@ -395,24 +396,24 @@ action_back (GtkWidget  *widget,
   pm_window_show_devices (PM_WINDOW (widget));
 }
 
-/* Pairing from the app (QR code, verification code) is a later step; until
- * then the dialog says where pairing is done today, and nothing more. */
+/* The pairing wizard, modal to this window, for the state directory the
+ * mesh uses (the demo's own one in the demo). */
 static void
 action_pair (GtkWidget  *widget,
              const char *action_name,
              GVariant   *parameter)
 {
-  GtkWidget *dialog;
+  PmWindow        *self = PM_WINDOW (widget);
+  g_autofree char *state_dir = NULL;
+  PmPairDialog    *dialog;
 
-  dialog = adw_message_dialog_new (GTK_WINDOW (widget), _ ("Pair a Device"), NULL);
-  adw_message_dialog_format_body (ADW_MESSAGE_DIALOG (dialog), "%s",
-                                  _ ("Pairing from the app is not ready yet. For now, pair from a "
-                                     "terminal: “pipermesh pair show” on one device, “pipermesh "
-                                     "pair scan” on the other, and check that both show the same "
-                                     "code. Then start the app again: a device that is not "
-                                     "enrolled with a coordination server runs LAN only, with its "
-                                     "paired devices."));
-  adw_message_dialog_add_response (ADW_MESSAGE_DIALOG (dialog), "close", _ ("_Close"));
+  if (self->runtime != NULL && pm_runtime_get_state_dir (self->runtime) != NULL)
+    state_dir = g_strdup (pm_runtime_get_state_dir (self->runtime));
+  else
+    state_dir = pm_identity_default_state_dir ();
+  dialog = pm_pair_dialog_new (GTK_WINDOW (self), state_dir,
+                               self->runtime != NULL ? pm_runtime_get_device_name (self->runtime)
+                                                     : NULL);
   gtk_window_present (GTK_WINDOW (dialog));
 }
 

@@ -148,8 +148,8 @@ test_window_edge (void)
     PM_REPLAY_WINDOW, /* the edge is counter 0 */
     PM_REPLAY_WINDOW + 1,
     PM_REPLAY_WINDOW * 2 + 17, /* well past the first window */
-    64 * 1000,      /* the top at the start of a block */
-    64 * 1000 + 63, /* ... and at its end */
+    64 * 1000,                 /* the top at the start of a block */
+    64 * 1000 + 63,            /* ... and at its end */
     G_MAXUINT64,
   };
 
