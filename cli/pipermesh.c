@@ -28,7 +28,7 @@
 #include "pm-coord-client.h"
 #include "pm-forward.h"
 #include "pm-identity.h"
-#include "pm-mdns.h"
+#include "pm-lan-peers.h"
 #include "pm-mesh.h"
 #include "pm-pair-cert.h"
 #include "pm-pair-client.h"
@@ -995,9 +995,8 @@ typedef struct {
   gboolean            started;
   PmPeer             *watch_only; /* NULL: print every peer's changes */
   gulong              items_changed_handler;
-  GHashTable         *watches; /* PmPeer* -> PeerWatch* */
-  PmMdns             *mdns;    /* LAN only: advertises this device, finds paired ones */
-  GPtrArray          *paired;  /* LAN only: PmPairedDevice */
+  GHashTable         *watches;   /* PmPeer* -> PeerWatch* */
+  PmLanPeers         *lan_peers; /* LAN only: the paired devices, mDNS */
 } MeshRun;
 
 static void
@@ -1123,10 +1122,9 @@ mesh_run_clear (MeshRun *run)
   if (run->items_changed_handler != 0)
     g_clear_signal_handler (&run->items_changed_handler, pm_mesh_get_peers (run->mesh));
   g_clear_pointer (&run->watches, g_hash_table_unref);
-  if (run->mdns != NULL)
-    g_signal_handlers_disconnect_by_data (run->mdns, run);
-  g_clear_object (&run->mdns);
-  g_clear_pointer (&run->paired, g_ptr_array_unref);
+  if (run->lan_peers != NULL)
+    pm_lan_peers_stop (run->lan_peers);
+  g_clear_object (&run->lan_peers);
   if (run->control != NULL)
     pm_control_stop (run->control);
   g_clear_object (&run->control);
@@ -1321,100 +1319,16 @@ paired_devices_load (const char *dir,
   return pm_paired_store_list (store, error);
 }
 
-/* After pm_mesh_start(): every paired device as a peer at its last known
- * addresses, reached with Noise_IK over UDP like any other. */
-static void
-mesh_add_paired_peers (PmMesh    *mesh,
-                       GPtrArray *paired)
+/* LAN only, after pm_mesh_start(): the paired devices become the peers and
+ * mDNS finds them where they moved; this device is advertised when
+ * @advertise. */
+static gboolean
+mesh_run_start_lan_peers (MeshRun *run,
+                          gboolean advertise,
+                          GError **error)
 {
-  for (unsigned i = 0; i < paired->len; i++)
-    {
-      PmPairedDevice *d = paired->pdata[i];
-      g_autoptr (GPtrArray) addresses = g_ptr_array_new_with_free_func (g_object_unref);
-
-      for (unsigned j = 0; j < d->addresses->len; j++)
-        {
-          GInetSocketAddress *a = pm_address_parse (d->addresses->pdata[j], FALSE);
-          if (a != NULL)
-            g_ptr_array_add (addresses, a);
-        }
-      pm_mesh_add_peer (mesh, d->id, d->name, d->device_type, d->public_key, addresses);
-    }
-}
-
-/* mDNS found a device at @address: if it is a paired one, the mesh tries
- * that address too, and the store remembers it for the next start. A forged
- * announcement costs one failed IK handshake: the key is what counts. */
-static void
-on_mdns_peer_found (PmMdns             *mdns,
-                    const char         *fingerprint,
-                    GInetSocketAddress *address,
-                    gpointer            user_data)
-{
-  MeshRun *run = user_data;
-
-  for (unsigned i = 0; run->paired != NULL && i < run->paired->len; i++)
-    {
-      PmPairedDevice  *d = run->paired->pdata[i];
-      g_autofree char *fp = pm_mdns_fingerprint_of_key (d->public_key);
-      g_autoptr (GPtrArray) addresses = NULL;
-      g_autoptr (GPtrArray) known = NULL;
-      g_autoptr (GPtrArray) list = NULL;
-      g_autoptr (PmPairedStore) store = NULL;
-      g_autoptr (GError) error = NULL;
-      g_autofree char *text = NULL;
-
-      if (!g_str_equal (fp, fingerprint))
-        continue;
-      text = pm_address_to_string (address);
-      g_debug ("mDNS: %s is at %s", d->name, text);
-      addresses = g_ptr_array_new ();
-      g_ptr_array_add (addresses, address);
-      pm_mesh_add_peer (run->mesh, d->id, d->name, d->device_type, d->public_key, addresses);
-      /* Every address mDNS knows for the key now, the new one first: a host
-       * found over IPv4 and then IPv6 keeps both, and a stale one goes. */
-      known = pm_mdns_lookup (mdns, fingerprint);
-      list = g_ptr_array_new_null_terminated (known->len + 1, g_free, TRUE);
-      g_ptr_array_add (list, g_steal_pointer (&text));
-      for (unsigned j = 0; j < known->len && list->len < PM_PAIRED_STORE_MAX_ADDRESSES; j++)
-        {
-          char *other = pm_address_to_string (known->pdata[j]);
-
-          if (g_str_equal (other, list->pdata[0]))
-            g_free (other);
-          else
-            g_ptr_array_add (list, other);
-        }
-      store = pm_paired_store_new_for_state_dir (run->dir);
-      if (!pm_paired_store_set_addresses (store, d->id, (const char *const *) list->pdata, &error))
-        g_debug ("Could not remember %s's addresses: %s", d->name, error->message);
-      return;
-    }
-}
-
-/* LAN only: advertise this device on @port (when @advertise) and browse
- * for the paired ones. Without an Avahi daemon PmMdns says so once and the
- * stored addresses are used. */
-static void
-mesh_run_start_mdns (MeshRun   *run,
-                     GPtrArray *paired,
-                     gboolean   advertise)
-{
-  g_autoptr (GError) error = NULL;
-
-  run->paired = g_ptr_array_ref (paired);
-  run->mdns = pm_mdns_new ();
-  g_signal_connect (run->mdns, "peer-found", G_CALLBACK (on_mdns_peer_found), run);
-  if (!pm_mdns_start (run->mdns, &error))
-    {
-      g_message ("mDNS discovery off: %s", error->message);
-      return;
-    }
-  if (advertise)
-    {
-      g_autofree char *fp = pm_mdns_fingerprint_of_key (pm_identity_get_public_key (run->identity));
-      pm_mdns_advertise (run->mdns, run->self_name, pm_mesh_get_port (run->mesh), fp);
-    }
+  run->lan_peers = pm_lan_peers_new (run->mesh, run->dir, TRUE);
+  return pm_lan_peers_start (run->lan_peers, advertise ? run->self_name : NULL, error);
 }
 
 /* The devices that may use @service in LAN-only mode: those of --allow
@@ -1598,10 +1512,10 @@ cmd_up (const GlobalOptions *global,
   status = mesh_run_start (&run, &options);
   if (status != EXIT_OK)
     return status;
-  if (paired != NULL)
+  if (options.lan_only && !mesh_run_start_lan_peers (&run, TRUE, &error))
     {
-      mesh_add_paired_peers (run.mesh, paired);
-      mesh_run_start_mdns (&run, paired, TRUE);
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
     }
   if (options.lan_only)
     g_print ("up as %s, LAN only, UDP port %u\n", run.self_name, pm_mesh_get_port (run.mesh));
@@ -1875,17 +1789,10 @@ cmd_connect (const GlobalOptions *global,
     status = mesh_run_start (&run, &options);
   if (status != EXIT_OK)
     return status;
-  if (options.lan_only)
+  if (options.lan_only && !mesh_run_start_lan_peers (&run, FALSE, &error))
     {
-      g_autoptr (GPtrArray) paired = paired_devices_load (run.dir, &error);
-
-      if (paired == NULL)
-        {
-          g_printerr ("pipermesh: %s\n", error->message);
-          return EXIT_FAILED;
-        }
-      mesh_add_paired_peers (run.mesh, paired);
-      mesh_run_start_mdns (&run, paired, FALSE);
+      g_printerr ("pipermesh: %s\n", error->message);
+      return EXIT_FAILED;
     }
 
   pm_mesh_wait_ready_async (run.mesh, run.cancellable, on_async_done, &slot);

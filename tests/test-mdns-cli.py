@@ -182,7 +182,7 @@ def renumber():
 def connect(state, bus=None):
     """`connect host --lan-only` in b; (Proc, forwarded port or None)."""
     conn = Proc([*in_ns("b", bus), PIPERMESH, "--state-dir", state, "connect", "host", "--lan-only",
-                 "--forward", "127.0.0.1:0=data"], "connect", extra_env={"G_MESSAGES_DEBUG": "pipermesh-cli"})
+                 "--forward", "127.0.0.1:0=data"], "connect", extra_env={"G_MESSAGES_DEBUG": "pipermesh-cli pipermesh-lan-peers"})
     m = conn.wait_line(r"^forwarding 127\.0\.0\.1:(\d+) -> host/data$", timeout=30)
     return conn, int(m.group(1)) if m else None
 

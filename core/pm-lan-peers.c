@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: GPL-3.0-or-later */
-#define G_LOG_DOMAIN "pipermesh-app"
+#define G_LOG_DOMAIN "pipermesh-lan-peers"
 
 #include "pm-lan-peers.h"
 

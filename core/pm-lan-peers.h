@@ -3,15 +3,11 @@
 
 /*
  * PmLanPeers: the devices paired by QR code (`pipermesh pair`, core/pm-paired-
- * store.h) as the peers of a LAN-only mesh, the way `pipermesh up --lan-only`
- * runs them (cli/pipermesh.c, mesh_add_paired_peers() and
- * on_mdns_peer_found()): each at its last known addresses, and at any address
- * where mDNS finds its key; this device is advertised over mDNS; addresses
- * found are remembered in the store for the next start. Without an Avahi
- * daemon discovery is off and the stored addresses are used.
- *
- * GIO only (no GTK), so tests/test-lan-peers.c runs it without a display.
- * When the CLI uses it too, it belongs in core/.
+ * store.h) as the peers of a LAN-only mesh, for `pipermesh up/connect
+ * --lan-only` and the app alike: each at its last known addresses, and at any
+ * address where mDNS finds its key; this device is advertised over mDNS;
+ * addresses found are remembered in the store for the next start. Without an
+ * Avahi daemon discovery is off and the stored addresses are used.
  */
 
 #include <gio/gio.h>
