@@ -6,6 +6,7 @@
 #include <sodium.h>
 #include <string.h>
 
+#include "pm-address.h"
 #include "pm-frame.h"
 #include "pm-mesh-private.h"
 #include "pm-relay-client.h"
@@ -229,22 +230,11 @@ endpoint_free (Endpoint *endpoint)
   g_free (endpoint);
 }
 
-static char *
-address_key (GInetSocketAddress *address)
-{
-  g_autofree char *ip = g_inet_address_to_string (g_inet_socket_address_get_address (address));
-
-  if (g_inet_socket_address_get_address (address) != NULL &&
-      g_inet_address_get_family (g_inet_socket_address_get_address (address)) == G_SOCKET_FAMILY_IPV6)
-    return g_strdup_printf ("[%s]:%u", ip, g_inet_socket_address_get_port (address));
-  return g_strdup_printf ("%s:%u", ip, g_inet_socket_address_get_port (address));
-}
-
 static Endpoint *
 find_endpoint (PmPeer             *self,
                GInetSocketAddress *address)
 {
-  g_autofree char *key = address_key (address);
+  g_autofree char *key = pm_address_to_string (address);
 
   for (unsigned i = 0; i < self->endpoints->len; i++)
     {
@@ -271,7 +261,11 @@ forget_pings_of (PmPeer   *self,
     {
       Ping *p = &g_array_index (self->pings, Ping, i);
       if (p->endpoint == endpoint)
-        p->endpoint = NULL, p->sent_us = 0; /* expired below; its answer is ignored */
+        {
+          /* Expired at the next tick; a late answer is ignored. */
+          p->endpoint = NULL;
+          p->sent_us = 0;
+        }
     }
 }
 
@@ -319,7 +313,7 @@ add_endpoint (PmPeer             *self,
     }
   e = g_new0 (Endpoint, 1);
   e->address = g_object_ref (address);
-  e->key = address_key (address);
+  e->key = pm_address_to_string (address);
   e->local = local;
   e->added_us = now;
   g_ptr_array_add (self->endpoints, e);
@@ -721,9 +715,8 @@ on_established (PmPeer *self)
 static void
 after_session (PmPeer *self)
 {
-  if (self->session == NULL)
-    return;
-  if (pm_session_get_state (self->session) == PM_SESSION_ESTABLISHED && self->mux == NULL)
+  if (self->session != NULL && pm_session_get_state (self->session) == PM_SESSION_ESTABLISHED &&
+      self->mux == NULL)
     on_established (self);
   update_status (self);
 }
@@ -957,12 +950,8 @@ on_tick (gpointer user_data)
   if (self->relay_retry_at_us != 0 && now >= self->relay_retry_at_us && self->wanted)
     relay_connect (self);
 
-  if (self->session != NULL)
-    {
-      if (pm_session_get_next_deadline (self->session) <= now)
-        pm_session_tick (self->session, now);
-      after_session (self);
-    }
+  if (self->session != NULL && pm_session_get_next_deadline (self->session) <= now)
+    pm_session_tick (self->session, now);
   established = self->session != NULL && pm_session_get_state (self->session) == PM_SESSION_ESTABLISHED;
 
   expire_pings (self, now);
@@ -1011,7 +1000,7 @@ on_tick (gpointer user_data)
       pm_peer_disconnect (self);
       return G_SOURCE_REMOVE;
     }
-  update_status (self);
+  after_session (self); /* once per tick, after the timers moved the state */
   if (now - self->last_counters_us >= COUNTERS_INTERVAL_US)
     {
       self->last_counters_us = now;
@@ -1218,9 +1207,7 @@ pm_peer_shutdown (PmPeer *self)
   g_return_if_fail (PM_IS_PEER (self));
 
   teardown (self, "The mesh stopped");
-  g_clear_handle_id (&self->tick_id, g_source_remove);
-  update_status (self);
-  g_clear_handle_id (&self->tick_id, g_source_remove);
+  update_status (self); /* nothing wanted, no session: stops the timer */
 }
 
 static void
